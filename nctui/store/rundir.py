@@ -1,0 +1,172 @@
+"""The run directory: run.json and metrics.jsonl (stdlib only; snapshots live in snapshot.py).
+
+`RunWriter` appends one record a line and flushes each, so a kill loses at most the line
+being written; `read_records` skips a torn or garbled line instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from nctui.records import SCHEMA_VERSION, Record, RecordError, record_from_json, record_to_json
+
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+MAX_RUN_JSON_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be written or read; the message names the file."""
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """Create <out>/<name>-<UTC timestamp>/ (suffixing -2, -3... if taken)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(out) / f"{name}-{stamp}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        except OSError as err:
+            raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
+
+
+def write_run_json(run_dir: Path, info: dict) -> None:
+    """Write run.json atomically (temp file, fsync, rename)."""
+    info = {"schema": SCHEMA_VERSION, **info}
+    atomic_write_bytes(run_dir / RUN_JSON, (json.dumps(info, indent=2, allow_nan=False) + "\n").encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, then rename: a crash never leaves a torn file under `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {path}: {err.strerror}") from None
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    """Read and sanity-check run.json; a clear RunDirError if missing or malformed."""
+    path = Path(run_dir) / RUN_JSON
+    if not Path(run_dir).is_dir():
+        raise RunDirError(f"{run_dir}: not a run directory (no such directory)")
+    try:
+        if path.stat().st_size > MAX_RUN_JSON_BYTES:
+            raise RunDirError(f"{path}: too large for a run.json ({path.stat().st_size} bytes)")
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing (is {run_dir} a run directory?)") from None
+    except (UnicodeDecodeError, ValueError):
+        raise RunDirError(f"{path}: not valid JSON") from None
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise RunDirError(f"{path}: not an nctui run.json (no config object)")
+    return info
+
+
+class RunWriter:
+    """Appends records to metrics.jsonl, one flushed line each; optionally echoes to a stream."""
+
+    def __init__(self, run_dir: Path, echo: Callable[[str], None] | None = None) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / METRICS
+        self._echo = echo
+        try:
+            self._handle = open(self.path, "a", encoding="utf-8")
+        except OSError as err:
+            raise RunDirError(f"cannot open {self.path} for writing: {err.strerror}") from None
+
+    def write(self, record: Record) -> None:
+        line = record_to_json(record)
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as err:
+            raise RunDirError(f"cannot write {self.path}: {err.strerror}") from None
+        if self._echo is not None:
+            self._echo(line)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class ReadStats:
+    """What reading skipped, so a viewer can say so."""
+
+    skipped: int = 0
+    first_error: str = ""
+
+
+def _parse_lines(lines: Iterator[bytes], path: Path, stats: ReadStats) -> Iterator[Record]:
+    for number, raw in enumerate(lines, 1):
+        if len(raw) > MAX_LINE_BYTES:
+            stats.skipped += 1
+            stats.first_error = stats.first_error or f"{path}:{number}: line too long"
+            continue
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            continue
+        try:
+            yield record_from_json(text)
+        except (RecordError, TypeError) as err:
+            stats.skipped += 1
+            stats.first_error = stats.first_error or f"{path}:{number}: {err}"
+
+
+def read_records(run_dir: str | Path, stats: ReadStats | None = None) -> list[Record]:
+    """All readable records of a run; torn or garbled lines are skipped and counted in `stats`."""
+    path = Path(run_dir) / METRICS
+    stats = stats if stats is not None else ReadStats()
+    try:
+        with open(path, "rb") as handle:
+            return list(_parse_lines(iter(handle), path, stats))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing (is {run_dir} a run directory?)") from None
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def follow_records(run_dir: str | Path, should_stop: Callable[[], bool], poll: float = 0.25,
+                   stats: ReadStats | None = None) -> Iterator[Record]:
+    """Yield records as they are appended (tail -f), until an end record or `should_stop()`.
+
+    A partial last line is held back until its newline arrives, so a line being written is
+    never mistaken for a torn one.
+    """
+    path = Path(run_dir) / METRICS
+    stats = stats if stats is not None else ReadStats()
+    pending = b""
+    with open(path, "rb") as handle:
+        while not should_stop():
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                time.sleep(poll)
+                continue
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for record in _parse_lines(iter(complete), path, stats):
+                yield record
+                if record.type == "end":
+                    return

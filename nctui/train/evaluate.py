@@ -1,0 +1,211 @@
+"""One evaluation: every METRICS.md number for the model as it is now.
+
+Runs two streamed forward passes over a class-balanced probe of the training set (class sums
+first, then the spreads), one pass over the test set, a few gradients for the SGD noise, and
+the spectra of every weight matrix. Features never sit in memory all at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from nctui import metrics
+from nctui.config import Config
+from nctui.models.networks import Classifier, LayerInfo, operator_norm_factor, square_loss
+
+FEATURE_BYTES_PER_CHUNK = 256 * 1024 * 1024  # bound on the features of all layers held at once
+NOISE_PROBE_MAX = 4096  # samples behind the "full" gradient of grad_noise
+
+
+def balanced_probe(labels: torch.Tensor, num_classes: int, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of up to `per_class` samples of each class, seeded; all indices when per_class is 0."""
+    if per_class <= 0:
+        return torch.arange(labels.numel())
+    order = torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels.cpu()[order]
+    picks = [order[shuffled == c][:per_class] for c in range(num_classes)]
+    return torch.cat(picks).sort().values
+
+
+@dataclass
+class DataStatistics:
+    """Fixed facts of the training set that the bounds need (computed once, streamed)."""
+
+    m: int                      # training samples
+    sum_sq_norm: float          # sum_i ||x_i||^2
+    max_pixel_energy: float     # max_j sum_i ||z_j(x_i)||^2
+
+
+def data_statistics(train_x: torch.Tensor, chunk: int = 8192) -> DataStatistics:
+    total, energy = 0.0, None
+    for start in range(0, train_x.shape[0], chunk):
+        x = train_x[start:start + chunk]
+        total += metrics.sum_sq_norm(x)
+        part = metrics.pixel_energy(x)
+        energy = part if energy is None else energy + part
+    return DataStatistics(m=int(train_x.shape[0]), sum_sq_norm=total,
+                          max_pixel_energy=float(energy.max()) if energy is not None else 0.0)
+
+
+class Evaluator:
+    """Holds the probe sets and what the noise metrics compare against between evaluations."""
+
+    def __init__(self, cfg: Config, model: Classifier, train_x: torch.Tensor, train_y: torch.Tensor,
+                 test_x: torch.Tensor, test_y: torch.Tensor, targets: torch.Tensor, num_classes: int) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        probe = balanced_probe(train_y, num_classes, cfg.monitor.probe_per_class, cfg.seed).to(train_x.device)
+        self.probe_x, self.probe_y, self.probe_t = train_x[probe], train_y[probe], targets[probe]
+        self.test_x, self.test_y = test_x, test_y
+        self.test_t = torch.nn.functional.one_hot(test_y, num_classes).float() * cfg.train.target_scale
+        self.stats = data_statistics(train_x)
+        self.infos: list[LayerInfo] = model.infos
+        with torch.no_grad():
+            _, inputs = model.forward_with_features(train_x[:2])
+        feature_floats = sum(h.shape[1] for h in inputs)
+        self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats)))
+        self.prev_weights: list[torch.Tensor] | None = None
+        self.prev_logits: torch.Tensor | None = None
+        self.prev_step = 0
+
+    @torch.no_grad()
+    def _chunks(self, model: Classifier):
+        for start in range(0, self.probe_x.shape[0], self.chunk):
+            x = self.probe_x[start:start + self.chunk]
+            logits, inputs = model.forward_with_features(x)
+            yield logits, inputs, self.probe_y[start:start + self.chunk]
+
+    @torch.no_grad()
+    def _test_set(self, model: Classifier) -> dict:
+        loss_sum, correct, n = 0.0, 0, self.test_x.shape[0]
+        loss_acc = torch.zeros((), dtype=torch.float64, device=self.test_x.device)
+        correct_acc = torch.zeros((), dtype=torch.int64, device=self.test_x.device)
+        for start in range(0, n, self.chunk):
+            logits = model(self.test_x[start:start + self.chunk])
+            t = self.test_t[start:start + self.chunk]
+            loss_acc += ((logits - t) ** 2).sum(dtype=torch.float64)
+            correct_acc += (logits.argmax(1) == self.test_y[start:start + self.chunk]).sum()
+        if n:
+            loss_sum, correct = float(loss_acc) / (n * self.num_classes), int(correct_acc)
+        return {"loss": loss_sum if n else None, "acc": correct / n if n else None}
+
+    def _gradient_noise(self, model: Classifier, step: int) -> dict:
+        """grad_noise / noise_scale from the probe gradient and a few training-size minibatches."""
+        batches = self.cfg.monitor.noise_batches
+        batch = self.cfg.train.batch_size
+        n = min(self.probe_x.shape[0], NOISE_PROBE_MAX)
+        if batches == 0 or n <= batch:
+            return {"grad_noise": None, "noise_scale": None}
+        params = [p for p in model.parameters() if p.requires_grad]
+        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
+        pick = torch.randperm(self.probe_x.shape[0], generator=gen)[:n].to(self.probe_x.device)
+
+        def flat_grad(idx: torch.Tensor) -> torch.Tensor:
+            loss = square_loss(model(self.probe_x[idx]), self.probe_t[idx])
+            return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+
+        full = sum(flat_grad(pick[s:s + self.chunk]) * (min(self.chunk, n - s) / n)
+                   for s in range(0, n, self.chunk))
+        minibatch = [flat_grad(pick[torch.randperm(n, generator=gen)[:batch].to(pick.device)])
+                     for _ in range(batches)]
+        return metrics.gradient_noise(full, minibatch, batch)
+
+    def evaluate(self, model: Classifier, step: int, lr: float, rho_history: torch.Tensor | None) -> dict:
+        """All eval-record groups (train, test, geometry, layers, noise, margins, bounds)."""
+        cfg, C = self.cfg, self.num_classes
+        was_training = model.training
+        model.eval()
+        weights = [w.detach().clone() for w in model.effective_weights()]
+        n_layers = len(weights)
+
+        # Pass 1: class means of every layer's input (x, h_1, ..., h_{L-1}).
+        means_acc: list[metrics.ClassMeans] | None = None
+        for logits, inputs, y in self._chunks(model):
+            if means_acc is None:
+                means_acc = [metrics.ClassMeans(C, h.shape[1], device=h.device) for h in inputs]
+            for acc, h in zip(means_acc, inputs):
+                acc.update(h, y)
+        assert means_acc is not None
+        means = [acc.means() for acc in means_acc]
+        counts = means_acc[0].counts
+
+        # Pass 2: within-class spreads of the hidden layers, NC4, margins, probe loss.
+        within = [metrics.WithinClass(mu, counts) for mu in means[1:]]
+        all_logits = []
+        for logits, inputs, y in self._chunks(model):
+            for acc, h in zip(within[:-1], inputs[1:-1]):
+                acc.update(h, y)
+            within[-1].update(inputs[-1], y, logits)
+            all_logits.append(logits)
+        logits = torch.cat(all_logits)
+        probe_loss = float(square_loss(logits, self.probe_t))
+        probe_acc = float((logits.argmax(1) == self.probe_y).float().mean())
+
+        geometry = metrics.collapse_metrics(means[-1], counts, within[-1], weights[-1])
+        layers = []
+        rho_jitter = metrics.rho_jitter(rho_history) if rho_history is not None else [None] * n_layers
+        for k, (info, w) in enumerate(zip(self.infos, weights)):
+            spec = metrics.spectrum(w, C, cfg.monitor.rank_tol)
+            collapse = metrics.layer_collapse(means[k + 1], counts, within[k]) if k < n_layers - 1 else {}
+            drift = None
+            if self.prev_weights is not None and step > self.prev_step:
+                drift = metrics.relative_drift(w, self.prev_weights[k], step - self.prev_step)
+            layers.append({
+                "name": info.name,
+                "rho": spec["fro_norm"],
+                "sv": spec["sv"],
+                "rank": spec["rank"],
+                "stable_rank": spec["stable_rank"],
+                "effective_rank": spec["effective_rank"],
+                "top_c_energy": spec["top_c_energy"],
+                "rank_ceiling": metrics.rank_ceiling(cfg.train.batch_size, info.positions, lr,
+                                                     cfg.train.weight_decay, cfg.monitor.rank_tol),
+                "nc1": collapse.get("nc1"),
+                "nc1_trace_ratio": collapse.get("nc1_trace_ratio"),
+                "alignment": metrics.alignment(w, means[k], C) if info.kind == "dense" else None,
+                "drift": drift,
+                "rho_jitter": rho_jitter[k],
+            })
+
+        noise = self._gradient_noise(model, step)
+        noise["output_jitter"] = (metrics.output_jitter(logits, self.prev_logits)
+                                  if self.prev_logits is not None else None)
+
+        rho_k = [layer["rho"] or 0.0 for layer in layers]
+        rho = math.prod(rho_k)
+        rho_tilde = math.prod(r * (operator_norm_factor(i) if i.kind == "conv" else 1.0)
+                              for r, i in zip(rho_k, self.infos))
+        gamma, delta = cfg.monitor.bounds.gamma, cfg.monitor.bounds.delta
+        summary = metrics.margin_summary(metrics.margins(logits, self.probe_y), rho, gamma)
+        test = self._test_set(model)
+        m = self.stats.m
+        conv_areas = [i.kernel_area for i in self.infos if i.kind == "conv"]
+        train_error = 1.0 - probe_acc
+        test_error = 1.0 - test["acc"] if test["acc"] is not None else None
+        bounds = {
+            "bound_dense": metrics.bound_dense(summary["err_gamma"], rho_tilde, m, n_layers, C,
+                                               self.stats.sum_sq_norm, gamma, delta),
+            "bound_local": (metrics.bound_local(summary["err_gamma"], rho, m, n_layers, conv_areas, C,
+                                                self.stats.max_pixel_energy, gamma, delta)
+                            if conv_areas else None),
+            "test_error": test_error,
+            "train_error": train_error,
+            "gap": test_error - train_error if test_error is not None else None,
+            "rho": rho,
+            "rho_over_sqrt_m": rho / math.sqrt(m),
+        }
+
+        self.prev_weights, self.prev_logits, self.prev_step = weights, logits, step
+        model.train(was_training)
+        return {
+            "train": {"loss": probe_loss, "acc": probe_acc, "samples": int(self.probe_x.shape[0])},
+            "test": test,
+            "geometry": geometry,
+            "layers": layers,
+            "noise": noise,
+            "margins": summary,
+            "bounds": bounds,
+        }
