@@ -193,6 +193,20 @@ def _run_tui(trainer, control, on_signal):
     return ended["end"], code if code is not None else EXIT_OK
 
 
+def entry() -> None:
+    """Console-script entry: an unexpected error is one line and exit 1, not a traceback.
+
+    Set NCTUI_DEBUG=1 to see the traceback.
+    """
+    try:
+        main()
+    except Exception as err:  # noqa: BLE001 - the last line of defence for users
+        if os.environ.get("NCTUI_DEBUG"):
+            raise
+        _say(f"nctui: error: {type(err).__name__}: {err} (set NCTUI_DEBUG=1 for the traceback)")
+        sys.exit(EXIT_FAILED)
+
+
 @main.command()
 def presets() -> None:
     """List the shipped presets with their one-line descriptions."""

@@ -7,7 +7,6 @@ f(W; x) = prod_k rho_k * f(V; x) (Xu et al. 2023, section 2).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -32,10 +31,13 @@ class Classifier(nn.Module):
     def __init__(self, layers: list[nn.Module], infos: list[LayerInfo], description: str) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.flatten_input = infos[0].kind == "dense"  # an FC net sees the image as one vector
         self.infos = infos
         self.description = description
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flatten_input:
+            x = x.flatten(1)
         *hidden, last = self.layers
         for layer in hidden:
             x = F.relu(layer(x))
@@ -46,6 +48,8 @@ class Classifier(nn.Module):
 
         The last entry is the penultimate feature h(x) of neural collapse.
         """
+        if self.flatten_input:
+            x = x.flatten(1)
         inputs = []
         *hidden, last = self.layers
         for layer in hidden:
@@ -107,7 +111,3 @@ def one_hot_targets(labels: torch.Tensor, num_classes: int, scale: float = 1.0) 
     """Float one-hot targets, computed once so the step is a gather, not a scatter."""
     return F.one_hot(labels, num_classes).float() * scale
 
-
-def operator_norm_factor(info: LayerInfo) -> float:
-    """||full operator||_F / ||kernel||_F for a conv applied at `positions` places (METRICS.md)."""
-    return math.sqrt(info.positions)

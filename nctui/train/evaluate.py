@@ -14,9 +14,9 @@ import torch
 
 from nctui import metrics
 from nctui.config import Config
-from nctui.models.networks import Classifier, LayerInfo, operator_norm_factor, square_loss
+from nctui.models.networks import Classifier, LayerInfo, square_loss
 
-FEATURE_BYTES_PER_CHUNK = 256 * 1024 * 1024  # bound on the features of all layers held at once
+FEATURE_BYTES_PER_CHUNK = 512 * 1024 * 1024  # bound on one chunk's features and their float64 scratch
 NOISE_PROBE_MAX = 4096  # samples behind the "full" gradient of grad_noise
 
 
@@ -66,7 +66,9 @@ class Evaluator:
         with torch.no_grad():
             _, inputs = model.forward_with_features(train_x[:2])
         feature_floats = sum(h.shape[1] for h in inputs)
-        self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats)))
+        # float32 features of every layer, plus WithinClass's float64 scratch (2 n p) for one layer
+        widest = max(h.shape[1] for h in inputs)
+        self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats + 16 * widest)))
         self.prev_weights: list[torch.Tensor] | None = None
         self.prev_logits: torch.Tensor | None = None
         self.prev_step = 0
@@ -176,8 +178,7 @@ class Evaluator:
 
         rho_k = [layer["rho"] or 0.0 for layer in layers]
         rho = math.prod(rho_k)
-        rho_tilde = math.prod(r * (operator_norm_factor(i) if i.kind == "conv" else 1.0)
-                              for r, i in zip(rho_k, self.infos))
+        rho_tilde = metrics.rho_tilde(rho_k, [i.positions if i.kind == "conv" else 1 for i in self.infos])
         gamma, delta = cfg.monitor.bounds.gamma, cfg.monitor.bounds.delta
         summary = metrics.margin_summary(metrics.margins(logits, self.probe_y), rho, gamma)
         test = self._test_set(model)

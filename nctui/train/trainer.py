@@ -200,10 +200,10 @@ class Trainer:
                 steps_since_log += 1
                 step = self.progress.step
 
-                if step % cfg.monitor.log_every == 0 or step == self.total_steps:
+                logged = step % cfg.monitor.log_every == 0 or step == self.total_steps
+                if logged:
                     loss = float(loss_sum) / steps_since_log   # the one sync, at log time
-                    now = time.perf_counter()
-                    rate = (step - last_log_step) * self.batch_size / max(now - last_log_time, 1e-9)
+                    rate = (step - last_log_step) * self.batch_size / max(time.perf_counter() - last_log_time, 1e-9)
                     self.emit(StepRecord(step=step, epoch=step / self.steps_per_epoch, loss=loss, lr=lr,
                                          samples_per_s=rate, elapsed=self.elapsed()))
                     if not math.isfinite(loss):
@@ -221,9 +221,8 @@ class Trainer:
                         break
                 if cfg.monitor.snapshot_every and step % cfg.monitor.snapshot_every == 0:
                     self._snapshot("periodic")
-                last_log_time, last_log_step = ((time.perf_counter(), step)
-                                                if step % cfg.monitor.log_every == 0 else
-                                                (last_log_time, last_log_step))
+                if logged:   # throughput counts training only, not evaluations or snapshots
+                    last_log_time, last_log_step = time.perf_counter(), step
         except Exception as err:  # noqa: BLE001 - reported in the end record, re-raised by the caller if needed
             status, reason = "failed", f"{type(err).__name__}: {err}"
         if status in ("completed", "stopped"):
