@@ -1,0 +1,284 @@
+"""The nctui Textual app: records in, five panes out, a few commands back to the trainer.
+
+Contract for the caller (the CLI):
+- `NctuiApp(feed, control, mode).run()` returns 0 after `q`, 130 after ctrl+c (also the
+  app's `return_code`); the caller maps the run's own outcome from `app.state.end` (the
+  EndRecord, or None) and `app.feed_error` (what the feed raised, or None; the app shows it
+  as "failed" and does not re-raise).
+- `feed(emit)` runs in a thread worker; it may be the training loop itself (live), read a
+  run directory and return (replay), or keep tailing one (following). `emit(record)` is
+  thread-safe and never blocks. `app.notify(...)` is thread-safe too, for notices from the feed.
+- With a `control`, quitting while the feed runs calls `control.request_stop()` and waits
+  for the feed to return (the trainer writes its final snapshot and end record, which are
+  shown), then exits; a second press leaves at once. Without one, quitting leaves at once.
+  Either way `run()` returns only once the feed's thread has returned (asyncio waits for
+  its executor), so a following feed must watch `control.stop_requested`.
+- `p` and `s` act only in live mode with a control; the other modes say they are not available.
+
+Threading (DESIGN.md): `emit` only posts a message. Step records are coalesced: they go
+into a deque, announced by a message only when no announcement is pending, so a flood of
+steps costs the UI one handler call per burst and the trainer a deque append per step, and
+none is lost; every other record is its own message and is never dropped. A timer draws at most FRAME_HZ frames a second, only when
+something changed, and only the visible pane.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import ContentSwitcher, Footer
+
+from nctui.control import Control
+from nctui.records import EndRecord, Record, SnapshotRecord, StepRecord
+from nctui.tui.chrome import PaneBar, Timeline, header_items
+from nctui.tui.help import HelpScreen
+from nctui.tui.panes.base import Pane
+from nctui.tui.panes.bounds import BoundsPane
+from nctui.tui.panes.geometry import GeometryPane
+from nctui.tui.panes.noise import NoisePane
+from nctui.tui.panes.overview import OverviewPane
+from nctui.tui.panes.spectra import SpectraPane
+from nctui.tui.state import RunState, View
+from nctui.tui.widgets.strip import Strip
+
+Emit = Callable[[Record], None]
+Feed = Callable[[Emit], None]
+MODES = ("live", "replay", "following")
+PANES: tuple[type[Pane], ...] = (OverviewPane, GeometryPane, SpectraPane, NoisePane, BoundsPane)
+FRAME_HZ = 8
+EXIT_QUIT, EXIT_INTERRUPT = 0, 130
+
+
+def pane_id(index: int) -> str:
+    """DOM id of the pane at `index`."""
+    return PANES[index].TITLE.lower()
+
+
+class RecordArrived(Message):
+    """A start, eval, snapshot or end record from the feed (never coalesced)."""
+
+    def __init__(self, record: Record) -> None:
+        super().__init__()
+        self.record = record
+
+
+class StepsArrived(Message):
+    """Step records are waiting in the app's deque (at most one such notice is pending)."""
+
+
+class FeedDone(Message):
+    """The feed returned (or raised: `error` says how)."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        super().__init__()
+        self.error = error
+
+
+class NctuiApp(App[int]):
+    """The monitor. `run()` returns 0 (q) or 130 (ctrl+c); see the module docstring."""
+
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (22, "-short"), (34, "-tall")]
+    BINDINGS = [
+        *(Binding(str(i + 1), f"pane({i})", "panes", key_display="1-5", show=i == 0) for i in range(len(PANES))),
+        Binding("tab", "cycle_pane(1)", show=False, priority=True),
+        Binding("shift+tab", "cycle_pane(-1)", show=False, priority=True),
+        Binding("p", "pause", "pause"),
+        Binding("s", "snapshot", "snapshot"),
+        Binding("l", "layer(1)", "layer"),
+        Binding("L", "layer(-1)", show=False),
+        Binding("left_square_bracket", "scrub(-1)", "scrub", key_display="[ ]"),
+        Binding("right_square_bracket", "scrub(1)", show=False),
+        Binding("home", "scrub_to(0)", show=False),
+        Binding("end", "scrub_to(-1)", show=False),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", f"quit_run({EXIT_QUIT})", "quit"),
+        Binding("ctrl+c", f"quit_run({EXIT_INTERRUPT})", show=False, priority=True),
+        Binding("ctrl+q", f"quit_run({EXIT_QUIT})", show=False, priority=True),
+    ]
+
+    def __init__(self, feed: Feed, control: Control | None = None, mode: str = "live",
+                 title: str = "nctui") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        super().__init__()
+        self.title = title
+        self.feed = feed
+        self.control = control
+        self.mode = mode
+        self.state = RunState()
+        self.feed_error: BaseException | None = None   # what the feed raised, for the caller
+        self._pending_steps: deque[StepRecord] = deque()
+        self._steps_announced = False   # a StepsArrived is on its way to the handler
+        self._cursor: int | None = None   # selected evaluation; None follows the newest
+        self._layer = 0
+        self._pane = 0
+        self._exit_code: int | None = None   # set while waiting for the feed to finish
+        self._drawn: tuple | None = None
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Strip(id="header")
+        yield PaneBar([pane.TITLE for pane in PANES], id="panebar")
+        yield Timeline(id="timeline")
+        with ContentSwitcher(initial=pane_id(0), id="panes"):
+            for i, pane in enumerate(PANES):
+                yield pane(id=pane_id(i))
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / FRAME_HZ, self.redraw)
+        self.run_worker(self._run_feed, name="feed", thread=True, exit_on_error=False)
+        self.redraw()
+
+    # --- the feed (worker thread) ---------------------------------------------------------
+
+    def _run_feed(self) -> None:
+        try:
+            self.feed(self.emit)
+        except Exception as error:  # the feed's failure is shown, not a crash of the UI
+            self.post_message(FeedDone(error))
+        else:
+            self.post_message(FeedDone(None))
+
+    def emit(self, record: Record) -> None:
+        """Hand one record to the UI; thread-safe, never blocks, never drops a record."""
+        if isinstance(record, StepRecord):
+            self._pending_steps.append(record)
+            if not self._steps_announced:
+                self._steps_announced = True
+                self.post_message(StepsArrived())
+        else:
+            self.post_message(RecordArrived(record))
+
+    # --- handlers (UI thread): they own the state -----------------------------------------
+
+    def _drain_steps(self) -> None:
+        while self._pending_steps:
+            self.state.add(self._pending_steps.popleft())
+
+    def on_steps_arrived(self, message: StepsArrived) -> None:
+        self._steps_announced = False  # before draining: a step appended meanwhile is drained or re-announced
+        self._drain_steps()
+
+    def on_record_arrived(self, message: RecordArrived) -> None:
+        record = message.record
+        self._drain_steps()
+        self.state.add(record)
+        if self.mode != "live":
+            return
+        if isinstance(record, SnapshotRecord) and record.reason == "user":
+            self.notify(f"snapshot written: {record.path}")
+        elif isinstance(record, EndRecord) and record.status in ("diverged", "failed"):
+            self.notify(f"{record.status}: {record.reason}", severity="error", timeout=10)
+
+    def on_feed_done(self, message: FeedDone) -> None:
+        self._drain_steps()
+        self.state.feed_done = True
+        self.state.stopping = False
+        if message.error is not None:
+            self.feed_error = message.error
+            self.state.feed_error = f"{type(message.error).__name__}: {message.error}"
+            self.notify(self.state.feed_error, severity="error", timeout=10)
+        self.state.touch()
+        if self._exit_code is not None:
+            self.exit(self._exit_code, return_code=self._exit_code)
+
+    def on_pane_bar_selected(self, message: PaneBar.Selected) -> None:
+        self.action_pane(message.index)
+
+    # --- drawing --------------------------------------------------------------------------
+
+    @property
+    def view(self) -> View:
+        """The state as the user has chosen to look at it."""
+        return View(self.state, self._cursor, self._layer)
+
+    def redraw(self) -> None:
+        """Draw the header, the timeline and the visible pane, if anything changed."""
+        key = (self.state.version, self._cursor, self._layer, self._pane)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        view = self.view
+        self.query_one("#header", Strip).show(*header_items(self.state, self.mode))
+        timeline = self.query_one(Timeline)
+        timeline.display = self.mode != "live" or self._cursor is not None
+        if timeline.display:
+            timeline.show(view, self.mode)
+        self.query_one(f"#{pane_id(self._pane)}", Pane).show(view)
+
+    # --- actions --------------------------------------------------------------------------
+
+    def action_pane(self, index: int) -> None:
+        """Show pane `index` (0-based)."""
+        self._pane = index % len(PANES)
+        self.query_one("#panes", ContentSwitcher).current = pane_id(self._pane)
+        self.query_one(PaneBar).select(self._pane)
+        self.redraw()
+
+    def action_cycle_pane(self, step: int) -> None:
+        self.action_pane(self._pane + step)
+
+    def action_layer(self, step: int) -> None:
+        """Select the next/previous layer (Spectra pane)."""
+        count = self.view.layer_count()
+        self._layer = (self._layer + step) % count if count else 0
+
+    def action_scrub(self, step: int) -> None:
+        """Select the previous/next evaluation; moving past the newest follows it again."""
+        count = len(self.state.evals)
+        if count == 0:
+            return
+        index = (count - 1 if self._cursor is None else self._cursor) + step
+        self._cursor = None if index >= count - 1 and step > 0 else min(max(index, 0), count - 1)
+
+    def action_scrub_to(self, index: int) -> None:
+        """Jump to the first evaluation (0) or back to following the newest (-1)."""
+        self._cursor = None if index < 0 or not self.state.evals else index
+
+    def _live_control(self, what: str) -> Control | None:
+        """The control, when `what` can be done now; otherwise say why not."""
+        if self.mode != "live" or self.control is None:
+            self.notify(f"{what} is not available in {self.mode} mode" if self.mode != "live"
+                        else f"{what} needs a trainer to talk to", severity="warning")
+            return None
+        if self.state.stopping or self.state.end is not None or self.state.feed_done:
+            self.notify(f"{what}: the run is {self.state.status}", severity="warning")
+            return None
+        return self.control
+
+    def action_pause(self) -> None:
+        control = self._live_control("pause")
+        if control is not None:
+            self.state.paused = control.toggle_pause()
+            self.state.touch()
+
+    def action_snapshot(self) -> None:
+        control = self._live_control("snapshot")
+        if control is not None:
+            control.request_snapshot()
+            self.notify("snapshot requested")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(PANES))
+
+    def action_quit_run(self, code: int) -> None:
+        """Stop the trainer and wait for its end record; leave at once if nothing is running."""
+        if self.control is None or self.state.feed_done or self._exit_code is not None:
+            self.exit(code, return_code=code)
+            return
+        self._exit_code = code
+        self.control.request_stop()
+        self.state.stopping = True
+        self.state.paused = False
+        self.state.touch()
+        waiting_for = "the trainer's final snapshot" if self.mode == "live" else "the feed to end"
+        self.notify(f"stopping: waiting for {waiting_for}… (press again to leave now)")

@@ -1,0 +1,1 @@
+"""One module per pane; each draws from a View and knows its own help lines."""

@@ -1,0 +1,1 @@
+"""Drawing widgets shared by the panes: braille plots, heatmap, bars, box plot, strip."""
