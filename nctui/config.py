@@ -7,6 +7,7 @@ goes through the same checks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -19,10 +20,47 @@ import yaml
 
 from nctui.data.errors import DataError
 from nctui.data.synthetic import SyntheticSpec
+from nctui.records import PLAIN_NAME
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ConfigError(Exception):
     """A config the user can fix; str() is one line naming the key and the file."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_scalar(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(text: str) -> Any:
+    """Safe YAML without duplicate keys; absurd nesting is a YAML error, not a RecursionError."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise yaml.MarkedYAMLError(problem="nested too deeply") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What YAML found wrong, and where, as the end of one line."""
+    if isinstance(err, yaml.reader.ReaderError):
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        return f"YAML syntax error: character #x{code:04x} is not allowed (position {err.position})"
+    mark = getattr(err, "problem_mark", None)
+    line = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{line}YAML syntax error: {getattr(err, 'problem', None) or 'invalid YAML'}"
 
 
 def _spec(default: Any = dataclasses.MISSING, *, choices: tuple = (), low: float | None = None,
@@ -59,7 +97,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _spec(20, low=1)                 # passes over the training set
+    epochs: int = _spec(20, low=1, high=10**6)     # passes over the training set
     batch_size: int = _spec(128, low=1)            # B
     lr: float = _spec(0.05, low=0.0, low_open=True)  # initial learning rate
     momentum: float = _spec(0.9, low=0.0, high=1.0)  # SGD momentum
@@ -94,7 +132,7 @@ class MonitorConfig:
 @dataclass(frozen=True)
 class Config:
     name: str = "run"            # run name; the run directory is <out>/<name>-<UTC timestamp>
-    seed: int = 0                # seeds data generation, initialisation and batch order
+    seed: int = _spec(0, low=0, high=2**32 - 1)  # seeds data generation, initialisation and batch order
     data: DataConfig = _spec(factory=DataConfig)
     model: ModelConfig = _spec(factory=ModelConfig)
     train: TrainConfig = _spec(factory=TrainConfig)
@@ -116,6 +154,10 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
         raise ConfigError(f"{where}: no such file")
     if path.is_dir():
         raise ConfigError(f"{where}: is a directory, not a YAML config file")
+    if not path.is_file():
+        raise ConfigError(f"{where}: not a regular file (a device or a pipe?), not a YAML config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: {path.stat().st_size} bytes is too large for a YAML config")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -123,24 +165,25 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     except OSError as err:
         raise ConfigError(f"{where}: cannot read ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _parse_yaml(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}:{line}: YAML syntax error: {problem}") from None
+        raise ConfigError(f"{where}: {_yaml_problem(err)}") from None
     if raw is None:
         raise ConfigError(f"{where}: empty config (expected sections such as data, model, train)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of sections at the top, got {_kind(raw)}")
+    return build_config(raw, where, overrides)
+
+
+def build_config(raw: dict, where: str = "<config>", overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Validate plain data (as from YAML or run.json), after `a.b=value` overrides, into a Config."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         _apply_override(raw, item)
-    return build_config(raw, where)
-
-
-def build_config(raw: dict, where: str = "<config>") -> Config:
-    """Validate plain data (as from YAML or run.json) into a Config."""
     config = _build(Config, raw, where, "")
+    if not PLAIN_NAME.fullmatch(config.name):   # it names the run directory
+        raise ConfigError(f"{where}: name must be a plain name (letters, digits, then also . _ + -), "
+                          f"got {_shown(config.name)}")
     try:
         config.data.synthetic.check()
     except DataError as err:
@@ -154,7 +197,7 @@ def _apply_override(raw: dict, item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.05")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _parse_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
     parts = key.split(".")
@@ -205,7 +248,7 @@ def _check(value: Any, hint: Any, meta: Any, key: str, where: str) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
     bad = ConfigError(f"{where}: {key} must be {_describe(hint)}{' or null' if optional else ''}, "
-                      f"got {value!r}")
+                      f"got {_shown(value)}")
     if typing.get_origin(hint) is list:
         if not isinstance(value, list):
             raise bad
@@ -233,17 +276,29 @@ def _check(value: Any, hint: Any, meta: Any, key: str, where: str) -> Any:
     if meta:
         choices = meta.get("choices") or ()
         if choices and value not in choices:
-            raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}, got {_shown(value)}")
         low, high = meta.get("low"), meta.get("high")
         if low is not None and (value < low or (meta.get("low_open") and value == low)):
             op = ">" if meta.get("low_open") else ">="
-            raise ConfigError(f"{where}: {key} must be {op} {low:g}, got {value!r}")
+            raise ConfigError(f"{where}: {key} must be {op} {_bound(low)}, got {_shown(value)}")
         if high is not None and value > high:
-            raise ConfigError(f"{where}: {key} must be <= {high:g}, got {value!r}")
+            raise ConfigError(f"{where}: {key} must be <= {_bound(high)}, got {_shown(value)}")
     return value
+
+
+def _bound(limit: float) -> str:
+    """A range limit as written: 0.5 or 1e-06 for floats, every digit for ints."""
+    return f"{limit:g}" if isinstance(limit, float) else str(limit)
+
+
+def _shown(value: Any) -> str:
+    """The offending value for an error line, cut short so the line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is list:
-        return f"a list of {_describe(typing.get_args(hint)[0])}s"
+        inner = typing.get_args(hint)[0]
+        return "a list of " + {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(inner, str(inner))
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))

@@ -69,9 +69,12 @@ class Evaluator:
         # float32 features of every layer, plus WithinClass's float64 scratch (2 n p) for one layer
         widest = max(h.shape[1] for h in inputs)
         self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats + 16 * widest)))
+        # The previous evaluation, for drift and output_jitter; a snapshot carries it so a
+        # resumed run measures them exactly as an uninterrupted one would.
         self.prev_weights: list[torch.Tensor] | None = None
         self.prev_logits: torch.Tensor | None = None
         self.prev_step = 0
+        self.class_means: torch.Tensor | None = None   # C x p penultimate class means, for snapshots
 
     @torch.no_grad()
     def _chunks(self, model: Classifier):
@@ -200,6 +203,7 @@ class Evaluator:
         }
 
         self.prev_weights, self.prev_logits, self.prev_step = weights, logits, step
+        self.class_means = means[-1]
         model.train(was_training)
         return {
             "train": {"loss": probe_loss, "acc": probe_acc, "samples": int(self.probe_x.shape[0])},

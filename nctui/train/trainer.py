@@ -12,20 +12,25 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from nctui.config import Config
 from nctui.control import Control
 from nctui.data import Dataset
-from nctui.models.networks import Classifier, build_model, one_hot_targets, square_loss
+from nctui.models.networks import Classifier, build_model, one_hot_targets
 from nctui.records import EndRecord, EvalRecord, Record, SnapshotRecord, StartRecord, StepRecord
 from nctui.train.evaluate import Evaluator
+from nctui.train.fast_step import lean_weight_norm, make_step
 
 Emit = Callable[[Record], None]
 # Called as save(trainer, reason, eval_record) and returns the snapshot's file name.
 SnapshotFn = Callable[["Trainer", str, "EvalRecord | None"], str]
+
+
+class Diverged(Exception):
+    """The weights or the loss are no longer finite: there is nothing left to train or to snapshot."""
 
 
 def pick_device(requested: str) -> torch.device:
@@ -66,10 +71,11 @@ def batch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 @dataclass
 class Progress:
-    """Where the run is; everything a snapshot must restore besides model and optimizer."""
+    """Where the run is; with the tensors of `Trainer.checkpoint` all a snapshot must restore."""
 
     step: int = 0
     elapsed_before: float = 0.0   # seconds spent in earlier segments of a resumed run
+    steps_since_log: int = 0      # steps summed into Trainer.loss_sum since the last step record
 
 
 class Trainer:
@@ -97,8 +103,12 @@ class Trainer:
             m.kind, input_shape=tuple(data.train_x.shape[1:]), num_classes=C, width=m.width,
             depth=m.depth, channels=m.channels, kernel=m.kernel, stride=m.stride,
             weight_norm_on=m.weight_norm, bias=m.bias).to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.train.lr,
+        lean_weight_norm(self.model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.train.lr, fused=True,
                                          momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+        # Eager, or a CUDA graph on a GPU (train.cuda_graph); a ValueError when that cannot be.
+        self.train_step = make_step(self.model, self.optimizer, self.train_x, self.targets, self.batch_size,
+                                    cfg.train.cuda_graph)
 
         self.evaluator = (Evaluator(cfg, self.model, self.train_x, self.train_y, data.test_x.to(device),
                                     data.test_y.to(device), self.targets, C)
@@ -106,6 +116,9 @@ class Trainer:
         self.eval_steps = (eval_schedule(self.total_steps, cfg.monitor.eval_every, cfg.monitor.early_evals)
                            if cfg.monitor.enabled else set())
         self.progress = Progress()
+        self._t0 = time.perf_counter()   # reset by run(); set here so checkpoint() works before it
+        self.loss_sum = torch.zeros((), device=device)   # summed on the device between step records
+        self.rho_history: list[torch.Tensor] = []       # rho_k at each step record since the last eval
         self.last_eval: EvalRecord | None = None
         self.resumed_from: int | None = None
 
@@ -124,14 +137,6 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
-        """One SGD step on the batch at `idx`; returns the loss as a device tensor (no sync)."""
-        loss = square_loss(self.model(self.train_x[idx]), self.targets[idx])
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
     @torch.no_grad()
     def _layer_norms(self) -> torch.Tensor:
         """rho_k of every layer, as one device tensor (sampled at log time for rho_jitter)."""
@@ -148,9 +153,10 @@ class Trainer:
             train_samples=int(self.train_x.shape[0]), resumed_from=self.resumed_from,
             config=self.cfg.to_dict())
 
-    def _evaluate(self, lr: float, rho_history: list[torch.Tensor]) -> EvalRecord:
+    def _evaluate(self, lr: float) -> EvalRecord:
         started = time.perf_counter()
-        history = torch.stack(rho_history) if rho_history else None
+        history = torch.stack(self.rho_history) if self.rho_history else None
+        self.rho_history = []
         groups = self.evaluator.evaluate(self.model, self.progress.step, lr, history)
         record = EvalRecord(step=self.progress.step, epoch=self.progress.step / self.steps_per_epoch,
                             elapsed=self.elapsed(), eval_seconds=time.perf_counter() - started, **groups)
@@ -161,25 +167,132 @@ class Trainer:
     def _snapshot(self, reason: str) -> None:
         if self.save_snapshot is None:
             return
+        if not self._finite():   # a non-finite snapshot would replace the last good resume point
+            raise Diverged(f"non-finite weights or loss at step {self.progress.step}; not snapshotted")
         path = self.save_snapshot(self, reason, self.last_eval)
         self.emit(SnapshotRecord(step=self.progress.step, path=path, reason=reason, elapsed=self.elapsed()))
+
+    @torch.no_grad()
+    def _finite(self) -> bool:
+        """Whether every parameter and the loss summed since the last step record are finite (one sync)."""
+        checks = [torch.isfinite(p).all() for p in self.model.parameters()]
+        return bool(torch.stack([*checks, torch.isfinite(self.loss_sum)]).all())
+
+    # --- resume -------------------------------------------------------------------------
+
+    def checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What a snapshot takes from the trainer, so a resumed run's records equal an uninterrupted run's.
+
+        Named tensors (`checkpoint_layout` lists them: model state, optimizer buffers, the
+        effective weights, and under `resume.` the loss sum and rho_k samples since the last
+        records, the previous evaluation's weights and probe logits, the RNG) and JSON-able
+        numbers. Taken between steps, as `run` does, the state is consistent.
+        """
+        tensors = {f"model.{key}": value for key, value in self.model.state_dict().items()}
+        for index, buffers in self.optimizer.state_dict()["state"].items():
+            if buffers.get("momentum_buffer") is not None:
+                tensors[f"optim.{index}.momentum_buffer"] = buffers["momentum_buffer"]
+        with torch.no_grad():
+            tensors.update({f"weights.{k}": w.detach() for k, w in enumerate(self.model.effective_weights())})
+        tensors["resume.loss_sum"] = self.loss_sum
+        tensors["resume.rng_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["resume.rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.rho_history:
+            tensors["resume.rho_history"] = torch.stack(self.rho_history)
+        info = {"step": self.progress.step, "elapsed": self.elapsed(),
+                "steps_since_log": self.progress.steps_since_log, "prev_step": 0}
+        evaluator = self.evaluator
+        if evaluator is not None and evaluator.prev_logits is not None:
+            tensors.update({f"resume.prev_weights.{k}": w for k, w in enumerate(evaluator.prev_weights)})
+            tensors["resume.prev_logits"] = evaluator.prev_logits
+            info["prev_step"] = evaluator.prev_step
+        if evaluator is not None and evaluator.class_means is not None:
+            tensors["eval.class_means"] = evaluator.class_means
+        return tensors, info
+
+    def checkpoint_layout(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, bool]]:
+        """name -> (shape, dtype, required) of every tensor `checkpoint` may hold; -1 is any size.
+
+        Derived from the model this config builds, so a snapshot can be checked before any of
+        its data is read.
+        """
+        C = self.data.num_classes
+        layout = {f"model.{key}": (tuple(v.shape), v.dtype, True) for key, v in self.model.state_dict().items()}
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        layout.update({f"optim.{i}.momentum_buffer": (tuple(p.shape), p.dtype, False) for i, p in enumerate(params)})
+        with torch.no_grad():
+            weights = self.model.effective_weights()
+        for k, w in enumerate(weights):
+            layout[f"weights.{k}"] = (tuple(w.shape), w.dtype, False)
+            layout[f"resume.prev_weights.{k}"] = (tuple(w.shape), w.dtype, False)
+        probe = self.evaluator.probe_x.shape[0] if self.evaluator is not None else -1
+        layout.update({
+            "resume.loss_sum": ((), self.loss_sum.dtype, True),
+            "resume.rng_cpu": (tuple(torch.get_rng_state().shape), torch.uint8, True),
+            "resume.rng_cuda": (tuple(torch.cuda.get_rng_state(self.device).shape) if self.device.type == "cuda"
+                                else (-1,), torch.uint8, False),
+            "resume.rho_history": ((-1, len(weights)), weights[0].dtype, False),
+            "resume.prev_logits": ((probe, C), weights[-1].dtype, False),
+            "eval.class_means": ((C, weights[-1].shape[1]), torch.float64, False),
+        })
+        return layout
+
+    def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any],
+                last_eval: EvalRecord | None) -> None:
+        """Continue from a `checkpoint()` read back (and checked against `checkpoint_layout`).
+
+        Sets `resumed_from`; `run` then emits a start record saying so and skips the step-0
+        evaluation. Raises ValueError, before changing anything, on an inconsistent checkpoint.
+        """
+        n_layers = len(self.model.infos)
+        prev_weights = [tensors.get(f"resume.prev_weights.{k}") for k in range(n_layers)]
+        prev_logits = tensors.get("resume.prev_logits")
+        present = [w is not None for w in prev_weights]
+        if any(present) != all(present) or (prev_logits is not None) != all(present):
+            raise ValueError("resume.prev_logits and resume.prev_weights.* must come together")
+        model = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
+        optim = {int(key.split(".")[1]): {"momentum_buffer": value} for key, value in tensors.items()
+                 if key.startswith("optim.")}
+        self.model.load_state_dict(model)
+        self.optimizer.load_state_dict({"state": optim, "param_groups": self.optimizer.state_dict()["param_groups"]})
+        self.loss_sum = tensors["resume.loss_sum"].to(self.device)
+        history = tensors.get("resume.rho_history")
+        self.rho_history = list(history.to(self.device)) if history is not None else []
+        torch.set_rng_state(tensors["resume.rng_cpu"])
+        if self.device.type == "cuda" and "resume.rng_cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["resume.rng_cuda"], self.device)
+        if self.evaluator is not None:
+            restored = prev_logits is not None
+            self.evaluator.prev_weights = [w.to(self.device) for w in prev_weights] if restored else None
+            self.evaluator.prev_logits = prev_logits.to(self.device) if restored else None
+            self.evaluator.prev_step = int(info["prev_step"]) if restored else 0
+            means = tensors.get("eval.class_means")
+            self.evaluator.class_means = means.to(self.device) if means is not None else None
+        step = int(info["step"])
+        self.progress = Progress(step=step, elapsed_before=float(info["elapsed"]),
+                                 steps_since_log=int(info["steps_since_log"]))
+        self.last_eval = last_eval
+        self.resumed_from = step
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> EndRecord:
-        """Train to the end, a stop request or divergence; always emits an end record."""
+        """Train to the end, a stop request or divergence; always emits an end record.
+
+        The loss sum and rho samples between records live on `self`, not in locals, so that a
+        snapshot taken between steps carries them and a resumed run continues them exactly.
+        """
         self._t0 = time.perf_counter()
-        cfg, control = self.cfg, self.control
+        cfg, control, progress = self.cfg, self.control, self.progress
         self.emit(self.start_record())
         status, reason = "completed", f"trained {cfg.train.epochs} epochs"
-        loss_sum = torch.zeros((), device=self.device)   # summed on the device between logs
-        steps_since_log, rho_history = 0, []
-        last_log_time, last_log_step = time.perf_counter(), self.progress.step
+        last_log_time, last_log_step = time.perf_counter(), progress.step
         order = None
         lr = self._set_lr()
         try:
             if self.progress.step in self.eval_steps and self.resumed_from is None:
-                self._evaluate(lr, rho_history)
+                self._evaluate(lr)
             while self.progress.step < self.total_steps:
                 if control.paused:
                     control.wait_while_paused()
@@ -195,39 +308,42 @@ class Trainer:
                     order = batch_order(cfg.seed, self.epoch, self.train_x.shape[0]).to(self.device)
                     lr = self._set_lr()
                 idx = order[position * self.batch_size:(position + 1) * self.batch_size]
-                loss_sum += self._train_step(idx)
-                self.progress.step += 1
-                steps_since_log += 1
-                step = self.progress.step
+                self.loss_sum += self.train_step(idx)
+                progress.step += 1
+                progress.steps_since_log += 1
+                step = progress.step
 
                 logged = step % cfg.monitor.log_every == 0 or step == self.total_steps
                 if logged:
-                    loss = float(loss_sum) / steps_since_log   # the one sync, at log time
+                    loss = float(self.loss_sum) / progress.steps_since_log   # the one sync, at log time
                     rate = (step - last_log_step) * self.batch_size / max(time.perf_counter() - last_log_time, 1e-9)
                     self.emit(StepRecord(step=step, epoch=step / self.steps_per_epoch, loss=loss, lr=lr,
                                          samples_per_s=rate, elapsed=self.elapsed()))
                     if not math.isfinite(loss):
                         status, reason = "diverged", f"non-finite loss ({loss}) at step {step}"
                         break
-                    loss_sum.zero_()
-                    steps_since_log = 0
+                    self.loss_sum.zero_()
+                    progress.steps_since_log = 0
                     if self.evaluator is not None:
-                        rho_history.append(self._layer_norms())
+                        self.rho_history.append(self._layer_norms())
                 if step in self.eval_steps:
-                    record = self._evaluate(lr, rho_history)
-                    rho_history = []
+                    record = self._evaluate(lr)
                     if record.train.get("loss") is None:
                         status, reason = "diverged", f"non-finite probe loss at step {step}"
                         break
-                if cfg.monitor.snapshot_every and step % cfg.monitor.snapshot_every == 0:
-                    self._snapshot("periodic")
+                if cfg.monitor.snapshot_every and step % cfg.monitor.snapshot_every == 0 and step < self.total_steps:
+                    self._snapshot("periodic")   # the last step gets the final snapshot instead
                 if logged:   # throughput counts training only, not evaluations or snapshots
                     last_log_time, last_log_step = time.perf_counter(), step
+        except Diverged as err:
+            status, reason = "diverged", str(err)
         except Exception as err:  # noqa: BLE001 - reported in the end record, re-raised by the caller if needed
             status, reason = "failed", f"{type(err).__name__}: {err}"
         if status in ("completed", "stopped"):
             try:
                 self._snapshot("final")
+            except Diverged as err:
+                status, reason = "diverged", str(err)
             except Exception as err:  # noqa: BLE001 - a failed final snapshot must still end the run
                 status, reason = "failed", f"final snapshot failed: {err}"
         end = EndRecord(step=self.progress.step, status=status, reason=reason, elapsed=self.elapsed())
