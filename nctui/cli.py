@@ -167,7 +167,7 @@ def _build_trainer(cfg, data, device, run_dir: Path):
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise
-        raise _fail(f"not enough memory on {device} for this model ({cfg.model.kind}, width {cfg.model.width}, depth "
+        raise _fail(f"not enough memory for this model ({cfg.model.kind}, width {cfg.model.width}, depth "
                     f"{cfg.model.depth}, channels {cfg.model.channels}); make it smaller") from None
 
 

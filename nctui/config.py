@@ -177,12 +177,15 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
 
 def build_config(raw: dict, where: str = "<config>", overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Validate plain data (as from YAML or run.json), after `a.b=value` overrides, into a Config."""
-    raw = copy.deepcopy(raw)
+    try:
+        raw = copy.deepcopy(raw)
+    except RecursionError:   # JSON nested a few hundred deep: no config looks like that
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
     for item in overrides:
         _apply_override(raw, item)
     config = _build(Config, raw, where, "")
     if not PLAIN_NAME.fullmatch(config.name):   # it names the run directory
-        raise ConfigError(f"{where}: name must be a plain name (letters, digits, then also . _ + -), "
+        raise ConfigError(f"{where}: name must be a plain name (a letter or digit, then also spaces and . _ + -), "
                           f"got {_shown(config.name)}")
     try:
         config.data.synthetic.check()
@@ -300,5 +303,6 @@ def _shown(value: Any) -> str:
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is list:
         inner = typing.get_args(hint)[0]
-        return "a list of " + {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(inner, str(inner))
+        plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(inner, inner)}"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))

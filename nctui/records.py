@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 SCHEMA_VERSION = 1
+# a run directory's name or a file name inside one: one path component, no separators, not hidden
+PLAIN_NAME = re.compile(r"\w[\w .+-]*")
 
 
 @dataclass
@@ -148,6 +151,9 @@ def record_from_dict(data: Any) -> Record:
             raise RecordError(f"{kind} record: {name} is not an object")
     if "layers" in values and not isinstance(values["layers"], list):
         raise RecordError(f"{kind} record: layers is not a list")
+    if kind == "snapshot" and not (isinstance(values["path"], str) and PLAIN_NAME.fullmatch(values["path"])):
+        raise RecordError(f"snapshot record: path {str(values['path'])[:60]!r} is not a file name in the "
+                          "run directory")
     return cls(**values)
 
 
@@ -157,4 +163,6 @@ def record_from_json(line: str) -> Record:
         data = json.loads(line)
     except ValueError as err:
         raise RecordError(f"not JSON ({err.msg})") from None
+    except RecursionError:
+        raise RecordError("not a record (JSON nested too deeply)") from None
     return record_from_dict(data)

@@ -182,11 +182,11 @@ def load_dataset(name: str, *, root: str | None, download: bool, seed: int,
     train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
     if train_size is not None:
         keep = balanced_subset(train_y, train_size, num_classes,
-                               seeded_generator(seed, "train-subset"), "train_size")
+                               seeded_generator(seed, "train-subset"), "data.train_size")
         train_x, train_y = train_x[keep], train_y[keep]
     if test_size is not None:
         keep = balanced_subset(test_y, test_size, num_classes,
-                               seeded_generator(seed, "test-subset"), "test_size")
+                               seeded_generator(seed, "test-subset"), "data.test_size")
         test_x, test_y = test_x[keep], test_y[keep]
     scaled = train_x.dtype == torch.uint8
     if scaled:

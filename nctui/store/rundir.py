@@ -68,18 +68,25 @@ def read_run_json(run_dir: str | Path) -> dict:
     if not Path(run_dir).is_dir():
         raise RunDirError(f"{run_dir}: not a run directory (no such directory)")
     try:
+        _check_regular(path)
         if path.stat().st_size > MAX_RUN_JSON_BYTES:
             raise RunDirError(f"{path}: too large for a run.json ({path.stat().st_size} bytes)")
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing (is {run_dir} a run directory?)") from None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):   # RecursionError: absurdly nested JSON
         raise RunDirError(f"{path}: not valid JSON") from None
     except OSError as err:
         raise RunDirError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise RunDirError(f"{path}: not an nctui run.json (no config object)")
     return info
+
+
+def _check_regular(path: Path) -> None:
+    """A device or a pipe under a run file's name would never end (or never open): refuse it."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise RunDirError(f"{path}: not a regular file")
 
 
 class RunWriter:
@@ -139,6 +146,7 @@ def read_records(run_dir: str | Path, stats: ReadStats | None = None) -> list[Re
     """All readable records of a run; torn or garbled lines are skipped and counted in `stats`."""
     path = Path(run_dir) / METRICS
     stats = stats if stats is not None else ReadStats()
+    _check_regular(path)
     try:
         with open(path, "rb") as handle:
             return list(_parse_lines(iter(handle), path, stats))

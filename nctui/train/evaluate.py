@@ -69,6 +69,11 @@ class Evaluator:
         # float32 features of every layer, plus WithinClass's float64 scratch (2 n p) for one layer
         widest = max(h.shape[1] for h in inputs)
         self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats + 16 * widest)))
+        # The class means of the input itself never change: taken once, not at every evaluation.
+        fixed = metrics.ClassMeans(num_classes, inputs[0].shape[1], device=train_x.device)
+        for start in range(0, self.probe_x.shape[0], self.chunk):
+            fixed.update(self.probe_x[start:start + self.chunk].flatten(1), self.probe_y[start:start + self.chunk])
+        self.input_means, self.counts = fixed.means(), fixed.counts
         # The previous evaluation, for drift and output_jitter; a snapshot carries it so a
         # resumed run measures them exactly as an uninterrupted one would.
         self.prev_weights: list[torch.Tensor] | None = None
@@ -98,7 +103,13 @@ class Evaluator:
         return {"loss": loss_sum if n else None, "acc": correct / n if n else None}
 
     def _gradient_noise(self, model: Classifier, step: int) -> dict:
-        """grad_noise / noise_scale from the probe gradient and a few training-size minibatches."""
+        """grad_noise / noise_scale from the gradient over a seeded random sample of the probe and
+        the gradients of a few training-size minibatches of that sample.
+
+        The minibatches are the sample's first noise_batches batches (each a uniform random
+        batch of it, as separate draws would be) and their gradients are part of the full one,
+        so the noise costs one backward pass over the sample and no more.
+        """
         batches = self.cfg.monitor.noise_batches
         batch = self.cfg.train.batch_size
         n = min(self.probe_x.shape[0], NOISE_PROBE_MAX)
@@ -112,10 +123,10 @@ class Evaluator:
             loss = square_loss(model(self.probe_x[idx]), self.probe_t[idx])
             return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
 
-        full = sum(flat_grad(pick[s:s + self.chunk]) * (min(self.chunk, n - s) / n)
-                   for s in range(0, n, self.chunk))
-        minibatch = [flat_grad(pick[torch.randperm(n, generator=gen)[:batch].to(pick.device)])
-                     for _ in range(batches)]
+        head = min(batches, n // batch) * batch
+        minibatch = [flat_grad(pick[s:s + batch]) for s in range(0, head, batch)]
+        rest = [flat_grad(pick[s:s + self.chunk]) * (min(self.chunk, n - s) / n) for s in range(head, n, self.chunk)]
+        full = sum(minibatch) * (batch / n) + sum(rest)
         return metrics.gradient_noise(full, minibatch, batch)
 
     def evaluate(self, model: Classifier, step: int, lr: float, rho_history: torch.Tensor | None) -> dict:
@@ -123,24 +134,26 @@ class Evaluator:
         cfg, C = self.cfg, self.num_classes
         was_training = model.training
         model.eval()
-        weights = [w.detach().clone() for w in model.effective_weights()]
+        with torch.no_grad():   # a weight-normalised W_k is computed afresh; only a plain one needs a copy
+            weights = [w.clone() if isinstance(w, torch.nn.Parameter) else w for w in model.effective_weights()]
         n_layers = len(weights)
+        # A probe that fits in one chunk is run through the network once and read by both passes.
+        chunks = list(self._chunks(model)) if self.probe_x.shape[0] <= self.chunk else None
 
-        # Pass 1: class means of every layer's input (x, h_1, ..., h_{L-1}).
+        # Pass 1: class means of every hidden layer's input (h_1, ..., h_{L-1}; x's are fixed).
         means_acc: list[metrics.ClassMeans] | None = None
-        for logits, inputs, y in self._chunks(model):
+        for logits, inputs, y in chunks or self._chunks(model):
             if means_acc is None:
-                means_acc = [metrics.ClassMeans(C, h.shape[1], device=h.device) for h in inputs]
-            for acc, h in zip(means_acc, inputs):
+                means_acc = [metrics.ClassMeans(C, h.shape[1], device=h.device) for h in inputs[1:]]
+            for acc, h in zip(means_acc, inputs[1:]):
                 acc.update(h, y)
-        assert means_acc is not None
-        means = [acc.means() for acc in means_acc]
-        counts = means_acc[0].counts
+        means = [self.input_means, *(acc.means() for acc in means_acc or ())]
+        counts = self.counts
 
         # Pass 2: within-class spreads of the hidden layers, NC4, margins, probe loss.
         within = [metrics.WithinClass(mu, counts) for mu in means[1:]]
         all_logits = []
-        for logits, inputs, y in self._chunks(model):
+        for logits, inputs, y in chunks or self._chunks(model):
             for acc, h in zip(within[:-1], inputs[1:-1]):
                 acc.update(h, y)
             within[-1].update(inputs[-1], y, logits)

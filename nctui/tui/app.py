@@ -1,10 +1,12 @@
 """The nctui Textual app: records in, five panes out, a few commands back to the trainer.
 
 Contract for the caller (the CLI):
-- `NctuiApp(feed, control, mode).run()` returns 0 after `q`, 130 after ctrl+c (also the
-  app's `return_code`); the caller maps the run's own outcome from `app.state.end` (the
-  EndRecord, or None) and `app.feed_error` (what the feed raised, or None; the app shows it
-  as "failed" and does not re-raise).
+- `NctuiApp(feed, control, mode).run()` returns 0 after `q`, 130 after ctrl+c or SIGINT, 143
+  after SIGTERM (also the app's `return_code`); a signal quits as the key does, so a live
+  run still gets its final snapshot and end record (the stop reason names the signal). The
+  caller maps the run's own outcome from `app.state.end` (the EndRecord, or None) and
+  `app.feed_error` (what the feed raised, or None; the app shows it as "failed" and does not
+  re-raise).
 - `feed(emit)` runs in a thread worker; it may be the training loop itself (live), read a
   run directory and return (replay), or keep tailing one (following). `emit(record)` is
   thread-safe and never blocks. `app.notify(...)` is thread-safe too, for notices from the feed.
@@ -14,6 +16,7 @@ Contract for the caller (the CLI):
   Either way `run()` returns only once the feed's thread has returned (asyncio waits for
   its executor), so a following feed must watch `control.stop_requested`.
 - `p` and `s` act only in live mode with a control; the other modes say they are not available.
+- `notices` (e.g. the unreadable files `nctui open` skipped) are shown as warnings at start.
 
 Threading (DESIGN.md): `emit` only posts a message. Step records are coalesced: they go
 into a deque, announced by a message only when no announcement is pending, so a flood of
@@ -24,8 +27,10 @@ something changed, and only the visible pane.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections import deque
-from typing import Callable
+from typing import Callable, Sequence
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -50,7 +55,8 @@ Feed = Callable[[Emit], None]
 MODES = ("live", "replay", "following")
 PANES: tuple[type[Pane], ...] = (OverviewPane, GeometryPane, SpectraPane, NoisePane, BoundsPane)
 FRAME_HZ = 8
-EXIT_QUIT, EXIT_INTERRUPT = 0, 130
+EXIT_QUIT, EXIT_INTERRUPT, EXIT_TERMINATE = 0, 130, 143
+SIGNALS = ((signal.SIGINT, EXIT_INTERRUPT), (signal.SIGTERM, EXIT_TERMINATE))
 
 
 def pane_id(index: int) -> str:
@@ -79,7 +85,7 @@ class FeedDone(Message):
 
 
 class NctuiApp(App[int]):
-    """The monitor. `run()` returns 0 (q) or 130 (ctrl+c); see the module docstring."""
+    """The monitor. `run()` returns 0 (q), 130 (ctrl+c, SIGINT) or 143 (SIGTERM); see the module docstring."""
 
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = False
@@ -104,7 +110,7 @@ class NctuiApp(App[int]):
     ]
 
     def __init__(self, feed: Feed, control: Control | None = None, mode: str = "live",
-                 title: str = "nctui") -> None:
+                 title: str = "nctui", notices: Sequence[str] = ()) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         super().__init__()
@@ -112,6 +118,7 @@ class NctuiApp(App[int]):
         self.feed = feed
         self.control = control
         self.mode = mode
+        self.notices = tuple(notices)
         self.state = RunState()
         self.feed_error: BaseException | None = None   # what the feed raised, for the caller
         self._pending_steps: deque[StepRecord] = deque()
@@ -134,9 +141,28 @@ class NctuiApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._handle_signals(True)   # before the feed starts: no moment where SIGTERM skips the final snapshot
         self.set_interval(1 / FRAME_HZ, self.redraw)
         self.run_worker(self._run_feed, name="feed", thread=True, exit_on_error=False)
+        for notice in self.notices:
+            self.notify(notice, severity="warning", timeout=30)
         self.redraw()
+
+    def on_unmount(self) -> None:
+        self._handle_signals(False)
+
+    def _handle_signals(self, install: bool) -> None:
+        """SIGINT and SIGTERM quit like the keys (asyncio would otherwise swallow SIGINT and
+        SIGTERM would kill the process before the trainer's final snapshot)."""
+        loop = asyncio.get_running_loop()
+        for signum, code in SIGNALS:
+            try:
+                if install:
+                    loop.add_signal_handler(signum, self.action_quit_run, code, f"interrupted by {signum.name}")
+                else:
+                    loop.remove_signal_handler(signum)
+            except (RuntimeError, NotImplementedError, ValueError):   # not the main thread, or no signals here
+                return
 
     # --- the feed (worker thread) ---------------------------------------------------------
 
@@ -270,13 +296,13 @@ class NctuiApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(PANES))
 
-    def action_quit_run(self, code: int) -> None:
+    def action_quit_run(self, code: int, reason: str = "stopped by the user") -> None:
         """Stop the trainer and wait for its end record; leave at once if nothing is running."""
         if self.control is None or self.state.feed_done or self._exit_code is not None:
             self.exit(code, return_code=code)
             return
         self._exit_code = code
-        self.control.request_stop()
+        self.control.request_stop(reason)
         self.state.stopping = True
         self.state.paused = False
         self.state.touch()
