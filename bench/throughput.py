@@ -13,8 +13,8 @@ rotates every round) so that a noisy machine hurts them alike:
 
 The window is the whole run when it has at most --max-full steps (its evaluations are then
 exactly the run's, the early ones included); otherwise steps [2E, 4E), E = monitor.eval_every,
-the steady cadence of one evaluation per E steps, and the whole run's evaluation share is
-projected from the measured evaluation time. Prints one JSON object on stdout.
+the steady cadence of one evaluation per E steps (--steps shortens it), and the whole run's
+evaluation share is projected from the measured evaluation time. Prints one JSON object.
 
     python bench/throughput.py --preset quickstart
     python bench/throughput.py --preset mnist_fc --synthetic-mnist --rounds 3
@@ -173,11 +173,18 @@ def main() -> None:
     rates: dict[str, list[float]] = {v: [] for v in variants}
     evals: list[float] = []
     eval_share: list[float] = []
-    step_kind = ""
+    step_kind, tui_errors = "", []
     for r in range(args.rounds):
         for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
             seen: list[float] = []
-            done, seconds, kind = run(variant, seen)
+            try:
+                done, seconds, kind = run(variant, seen)
+            except Exception as err:  # noqa: BLE001 - the app is measured, not debugged, here: say, go on
+                if variant != "tui":
+                    raise
+                tui_errors.append(f"round {r + 1}: {type(err).__name__}: {err}")
+                say(f"  round {r + 1} tui       failed: {tui_errors[-1]}")
+                continue
             rates[variant].append(done / seconds)
             if variant == "monitored":
                 evals += seen
@@ -185,17 +192,18 @@ def main() -> None:
             if variant == "nctui":
                 step_kind = kind
             say(f"  round {r + 1} {variant:9s} {done / seconds:8.1f} steps/s")
-    print(json.dumps(summary(cfg, args, variants, rates, evals, eval_share, total, start, steps, step_kind)))
+    out = summary(cfg, args, rates, evals, eval_share, total, start, steps, step_kind)
+    print(json.dumps(out | ({"tui_errors": tui_errors} if tui_errors else {})))
 
 
 def _without_monitoring(cfg: Config) -> Config:
     return dataclasses.replace(cfg, monitor=dataclasses.replace(cfg.monitor, enabled=False))
 
 
-def summary(cfg: Config, args, variants: list[str], rates: dict[str, list[float]], evals: list[float],
-            eval_share: list[float], total: int, start: int, steps: int, step_kind: str) -> dict:
+def summary(cfg: Config, args, rates: dict[str, list[float]], evals: list[float], eval_share: list[float],
+            total: int, start: int, steps: int, step_kind: str) -> dict:
     """Medians, their ratios, the rounds, and what evaluation costs (measured and whole-run)."""
-    median = {v: statistics.median(rates[v]) for v in variants}
+    median = {v: statistics.median(values) for v, values in rates.items() if values}
     out: dict = {"preset": args.preset, "device": args.device, "threads": args.threads,
                  "window": {"start": start, "steps": steps, "whole_run": start == 0 and steps == total},
                  "rounds": args.rounds, "step": step_kind}
@@ -204,7 +212,7 @@ def summary(cfg: Config, args, variants: list[str], rates: dict[str, list[float]
     for name, num, den in (("ratio_nctui_plain", "nctui", "plain"), ("ratio_monitored_nctui", "monitored", "nctui"),
                            ("ratio_tui_monitored", "tui", "monitored")):
         out[name] = round(median[num] / median[den], 3) if num in median and den in median else None
-    out["per_round_steps_per_s"] = {v: [round(x, 1) for x in rates[v]] for v in variants}
+    out["per_round_steps_per_s"] = {v: [round(x, 1) for x in values] for v, values in rates.items()}
     if evals:
         m = cfg.monitor
         n_full = len(eval_schedule(total, m.eval_every, m.early_evals))

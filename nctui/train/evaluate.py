@@ -1,8 +1,9 @@
 """One evaluation: every METRICS.md number for the model as it is now.
 
 Runs two streamed forward passes over a class-balanced probe of the training set (class sums
-first, then the spreads), one pass over the test set, a few gradients for the SGD noise, and
-the spectra of every weight matrix. Features never sit in memory all at once.
+first, then the spreads; one pass read twice when the probe fits in a chunk), one pass over the
+test set, one backward pass over a sample of the probe for the SGD noise, and the spectra of
+every weight matrix. Features never sit in memory all at once.
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ def lean_weight_norm(model: nn.Module) -> int:
     """Swap torch's dim=None weight-norm parametrizations for `_LeanWeightNorm`; returns how many.
 
     The parameters (and so state_dict keys, snapshots and optimizer state) stay as they are;
-    on a CPU this makes the FC step about 15% faster, the backward of the norm being as costly
-    as a matmul there. A torch without the private class leaves the model untouched.
+    on a CPU, where that backward costs about as much as the matmuls, the FC step gets ~10%
+    faster (bench/README.md). A torch without the private class leaves the model untouched.
     """
     torch_weight_norm = getattr(parametrizations, "_WeightNorm", None)
     swapped = 0
