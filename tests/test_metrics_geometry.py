@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from nctui.metrics import ClassMeans, WithinClass, alignment, collapse_metrics, layer_collapse, neural_collapse
+from nctui.metrics import (
+    ClassMeans,
+    WithinClass,
+    alignment,
+    collapse_metrics,
+    layer_collapse,
+    neural_collapse,
+    singular,
+)
 
 SCALAR_KEYS = [
     "nc1",
@@ -281,3 +289,26 @@ def test_alignment_closed_forms() -> None:
     assert alignment(torch.randn(5, 2), torch.tensor([[1.0, 0], [0, 1.0], [1.0, 1.0]]), 3) == pytest.approx(1.0)
     assert alignment(torch.zeros(3, 4), means, 2) is None
     assert alignment(torch.randn(3, 4), torch.zeros(2, 4), 2) is None
+    assert alignment(torch.tensor([[1.0, math.nan, 0, 0]]), means, 2) is None
+
+
+def alignment_by_svd(w: torch.Tensor, means: torch.Tensor, c: int) -> float:
+    """METRICS.md's alignment straight from two full SVDs (every direction is nonzero here)."""
+    v = torch.linalg.svd(w.to(torch.float64).flatten(1))[2][:c].T
+    u = torch.linalg.svd(means.to(torch.float64).T, full_matrices=False)[0][:, :c]
+    return float(torch.linalg.svdvals(v.T @ u).mean())
+
+
+@pytest.mark.parametrize("shape", [(20, 50), (50, 20), (30, 30)], ids=["wide", "tall", "square"])
+def test_alignment_from_the_shared_decomposition(shape: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(5)
+    # Singular values 10..6 then 1 and below: a gap, so the top-5 right subspace is well defined.
+    k = min(shape)
+    u = torch.linalg.qr(torch.randn(shape[0], k, generator=g, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(shape[1], k, generator=g, dtype=torch.float64))[0]
+    s = torch.cat([torch.arange(10.0, 5.0, -1, dtype=torch.float64), torch.rand(k - 5, generator=g, dtype=torch.float64)])
+    w = u @ torch.diag(s) @ v.T
+    means = torch.randn(5, shape[1], generator=g) + 2 * v[:, :5].T   # partly along W's top directions
+    expected = alignment_by_svd(w, means, 5)
+    assert alignment(singular(w), means, 5) == alignment(w, means, 5)
+    assert alignment(w, means, 5) == pytest.approx(expected, rel=1e-10)

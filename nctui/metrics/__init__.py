@@ -17,10 +17,11 @@ from .geometry import (
 )
 from .margins import margin_summary, margins
 from .noise import gradient_noise, output_jitter, relative_drift, rho_jitter
-from .spectra import rank_ceiling, spectrum
+from .spectra import Singular, rank_ceiling, singular, spectrum
 
 __all__ = [
     "ClassMeans",
+    "Singular",
     "WithinClass",
     "alignment",
     "bound_dense",
@@ -38,6 +39,7 @@ __all__ = [
     "relative_drift",
     "rho_jitter",
     "rho_tilde",
+    "singular",
     "spectrum",
     "sum_sq_norm",
 ]

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ._host import finite, host_list, host_scalars
+from .spectra import Singular, singular
 
 
 class ClassMeans:
@@ -192,21 +193,25 @@ def neural_collapse(
     return collapse_metrics(means, acc.counts, within, classifier)
 
 
-def alignment(weight: Tensor, input_means: Tensor, num_classes: int) -> float | None:
+def alignment(weight: Tensor | Singular, input_means: Tensor, num_classes: int) -> float | None:
     """Alignment of a layer with the class means of its input (Rangamani et al. 2023): the mean
     singular value of V_k[:, :C]^T U_m[:, :C], V_k the top right singular vectors of W_k (out x
     in), U_m the left singular vectors of the in x C matrix of uncentred input class means.
-    1 = the layer reads exactly the span of the class means, 0 = orthogonal to it.
+    1 = the layer reads exactly the span of the class means, 0 = orthogonal to it. `weight` is
+    the weight or its `singular` decomposition (shared with `spectrum`).
 
     Directions with numerically zero singular values are dropped (they are arbitrary), so when
     in < C, or W_k or the means have rank below C, the mean is over the common smaller number.
-    None for an all-zero weight or all-zero means.
+    None for an all-zero or non-finite weight or all-zero means.
     """
-    w = weight.detach().flatten(1).to(torch.float64)
+    svd = weight if isinstance(weight, Singular) else singular(weight)
+    w = svd.matrix
     m = input_means.detach().flatten(1).to(w).T
     if w.shape[1] != m.shape[0]:
         raise ValueError(f"weight has {w.shape[1]} inputs but the class means have dimension {m.shape[0]}")
-    v, _ = _top_left_singular(w.T, num_classes)
+    v = svd.right(num_classes)
+    if v is None:
+        return None
     u, _ = _top_left_singular(m, num_classes)
     if not (v.shape[1] and u.shape[1]):
         return None

@@ -167,7 +167,8 @@ class Evaluator:
         layers = []
         rho_jitter = metrics.rho_jitter(rho_history) if rho_history is not None else [None] * n_layers
         for k, (info, w) in enumerate(zip(self.infos, weights)):
-            spec = metrics.spectrum(w, C, cfg.monitor.rank_tol)
+            svd = metrics.singular(w)  # decomposed once, read by the spectrum and the alignment
+            spec = metrics.spectrum(svd, C, cfg.monitor.rank_tol)
             collapse = metrics.layer_collapse(means[k + 1], counts, within[k]) if k < n_layers - 1 else {}
             drift = None
             if self.prev_weights is not None and step > self.prev_step:
@@ -184,7 +185,7 @@ class Evaluator:
                                                      cfg.train.weight_decay, cfg.monitor.rank_tol),
                 "nc1": collapse.get("nc1"),
                 "nc1_trace_ratio": collapse.get("nc1_trace_ratio"),
-                "alignment": metrics.alignment(w, means[k], C) if info.kind == "dense" else None,
+                "alignment": metrics.alignment(svd, means[k], C) if info.kind == "dense" else None,
                 "drift": drift,
                 "rho_jitter": rho_jitter[k],
             })
