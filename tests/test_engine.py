@@ -109,3 +109,20 @@ def test_real_fashion_mnist_one_epoch_beats_70_percent(tmp_path, monkeypatch):
     assert records[0]["dataset"] == "fashion_mnist" and records[0]["train_samples"] == 60000
     final = [r for r in records if r["type"] == "eval"][-1]
     assert final["test"]["acc"] > 0.70
+
+
+def test_quickstart_preset_shows_collapse_and_the_low_rank_bias(tmp_path):
+    """Issue 3's bar for the quickstart as shipped: over the run NC1 falls 10x or more, NC4
+    reaches 0, every hidden layer's rank at tol 1e-3 falls to at most 2C, drift stays above 0."""
+    result = run_cli(["run", QUICKSTART, "--headless", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    classes = records[0]["num_classes"]
+    evals = [r for r in records if r["type"] == "eval"]
+    nc1 = [e["geometry"]["nc1"] for e in evals]
+    assert nc1[0] / min(nc1) >= 10, nc1
+    assert evals[-1]["geometry"]["nc4"] == 0.0
+    first_ranks = [layer["rank"] for layer in evals[0]["layers"][:-1]]
+    last_ranks = [layer["rank"] for layer in evals[-1]["layers"][:-1]]
+    assert min(first_ranks) > 200 and max(last_ranks) <= 2 * classes, (first_ranks, last_ranks)
+    assert all(layer["drift"] > 0 for e in evals[1:] for layer in e["layers"])
