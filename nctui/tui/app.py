@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer
 
@@ -243,13 +244,17 @@ class NctuiApp(App[int]):
             return
         pane_key = (self.state.records_version, self._cursor, self._layer, self._pane)
         now = time.monotonic()
+        try:
+            header = self.query_one("#header", Strip)
+        except NoMatches:   # a timer or message while the app shuts down: nothing left to draw on
+            return
         steps_only = self._drawn is not None and pane_key == self._drawn_pane
         if steps_only and now - self._pane_drawn_at < 1 / STEP_REDRAW_HZ:
-            self.query_one("#header", Strip).show(*header_items(self.state, self.mode))
+            header.show(*header_items(self.state, self.mode))
             return
         self._drawn, self._drawn_pane, self._pane_drawn_at = key, pane_key, now
         view = self.view
-        self.query_one("#header", Strip).show(*header_items(self.state, self.mode))
+        header.show(*header_items(self.state, self.mode))
         timeline = self.query_one(Timeline)
         timeline.display = self.mode != "live" or self._cursor is not None
         if timeline.display:
