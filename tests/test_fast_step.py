@@ -19,12 +19,16 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def tiny(kind: str = "fc", device: str = "cpu", seed: int = 0):
-    """A tiny WN classifier, its SGD optimizer and 64 samples of data, all on `device`."""
+    """A tiny WN classifier, its SGD optimizer and 64 samples of data, all on `device`.
+
+    Everything random is drawn on the CPU, as nctui itself does: a failed capture (the fallback
+    test) leaves torch's CUDA generator in capture mode, and any later CUDA draw in the process
+    raises "Offset increment outside graph capture encountered unexpectedly"."""
     torch.manual_seed(seed)
     model = build_model(kind, input_shape=(1, 6, 6), num_classes=3, width=8, depth=3, channels=[4, 4],
                         kernel=2, stride=1).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3)
-    x = torch.randn(64, 1, 6, 6, device=device)
+    x = torch.randn(64, 1, 6, 6).to(device)
     targets = one_hot_targets(torch.arange(64, device=device) % 3, 3)
     return model, optimizer, x, targets
 

@@ -155,6 +155,9 @@ class CudaGraphStep(EagerStep):
         self.graph, self.loss, self.lrs = graph, loss.detach(), lrs
 
     def _give_up(self, err: RuntimeError, idx: torch.Tensor) -> torch.Tensor:
+        """Fall back to eager steps (or raise, when strict). torch leaves its CUDA generator in
+        capture mode after a failed capture, so CUDA random draws would fail from then on; the
+        trainer draws nothing on the GPU (init, batch order and probes use CPU generators)."""
         if self.strict:
             raise RuntimeError(f"train.cuda_graph is on but capturing the step failed: {err}") from err
         self.graph = self.loss = None
