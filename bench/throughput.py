@@ -170,11 +170,12 @@ def main() -> None:
     say(f"bench: {args.preset}, {args.device}, {args.threads} threads, steps [{start}, {start + steps}), "
         f"{args.rounds} rounds of {', '.join(variants)}")
     plain_seconds(cfg, data, device, 10)   # warm-up: allocator, BLAS, first-call costs
-    rates: dict[str, list[float]] = {v: [] for v in variants}
+    rates: list[dict[str, float]] = []   # per round: variant -> steps/s
     evals: list[float] = []
     eval_share: list[float] = []
     step_kind, tui_errors = "", []
     for r in range(args.rounds):
+        rates.append({})
         for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
             seen: list[float] = []
             try:
@@ -185,7 +186,7 @@ def main() -> None:
                 tui_errors.append(f"round {r + 1}: {type(err).__name__}: {err}")
                 say(f"  round {r + 1} tui       failed: {tui_errors[-1]}")
                 continue
-            rates[variant].append(done / seconds)
+            rates[-1][variant] = done / seconds
             if variant == "monitored":
                 evals += seen
                 eval_share.append(sum(seen) / seconds)
@@ -200,19 +201,25 @@ def _without_monitoring(cfg: Config) -> Config:
     return dataclasses.replace(cfg, monitor=dataclasses.replace(cfg.monitor, enabled=False))
 
 
-def summary(cfg: Config, args, rates: dict[str, list[float]], evals: list[float], eval_share: list[float],
+def summary(cfg: Config, args, rates: list[dict[str, float]], evals: list[float], eval_share: list[float],
             total: int, start: int, steps: int, step_kind: str) -> dict:
-    """Medians, their ratios, the rounds, and what evaluation costs (measured and whole-run)."""
-    median = {v: statistics.median(values) for v, values in rates.items() if values}
+    """Medians, their ratios (and the median of each round's ratio), the rounds, and what
+    evaluation costs (measured, and projected for the whole run)."""
+    per_variant = {v: [r[v] for r in rates if v in r] for v in VARIANTS}
+    median = {v: statistics.median(values) for v, values in per_variant.items() if values}
     out: dict = {"preset": args.preset, "device": args.device, "threads": args.threads,
                  "window": {"start": start, "steps": steps, "whole_run": start == 0 and steps == total},
                  "rounds": args.rounds, "step": step_kind}
     for variant in VARIANTS:
         out[f"{variant}_steps_per_s"] = round(median[variant], 2) if variant in median else None
+    paired = {}
     for name, num, den in (("ratio_nctui_plain", "nctui", "plain"), ("ratio_monitored_nctui", "monitored", "nctui"),
                            ("ratio_tui_monitored", "tui", "monitored")):
         out[name] = round(median[num] / median[den], 3) if num in median and den in median else None
-    out["per_round_steps_per_s"] = {v: [round(x, 1) for x in values] for v, values in rates.items()}
+        in_round = [r[num] / r[den] for r in rates if num in r and den in r]
+        paired[name] = round(statistics.median(in_round), 3) if in_round else None
+    out["median_of_round_ratios"] = paired
+    out["per_round_steps_per_s"] = {v: [round(x, 1) for x in values] for v, values in per_variant.items() if values}
     if evals:
         m = cfg.monitor
         n_full = len(eval_schedule(total, m.eval_every, m.early_evals))
