@@ -107,6 +107,7 @@ class TrainConfig:
     target_scale: float = _spec(1.0, low=0.0, low_open=True)  # one-hot targets are multiplied by this
     device: str = _spec("auto", choices=("auto", "cpu", "cuda"))  # auto: cuda when there is one
     cuda_graph: str = _spec("auto", choices=("auto", "on", "off"))  # capture the step as a CUDA graph
+    threads: int = _spec(0, low=0)   # torch CPU threads; 0: auto (with the TUI one core is left to it)
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,26 @@ def test_open_errors_name_the_file(finished: Path, tmp_path: Path) -> None:
     no_terminal = invoke("open", str(finished))
     assert no_terminal.exit_code == 2 and "nctui open needs a terminal" in no_terminal.stderr
     assert read_records(finished)[-1].type == "end"
+
+
+def test_train_threads_sets_torch_threads_and_auto_leaves_a_core_to_the_tui(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from nctui import cli
+
+    before = torch.get_num_threads()
+    try:
+        tiny_run(tmp_path, train__threads=2)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        cli._set_threads(0, headless=True)        # auto, headless: torch's own choice stands
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(4)
+        monkeypatch.setattr(os, "cpu_count", lambda: 4)
+        cli._set_threads(0, headless=False)       # auto beside the TUI: one core fewer
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)
+        cli._set_threads(0, headless=False)       # never below one
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
