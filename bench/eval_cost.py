@@ -2,8 +2,9 @@
 
 Builds the preset's trainer (untrained weights: the cost does not depend on them), times
 --repeats evaluations and reports the median with a breakdown (forward passes with features,
-the class-mean and within-class accumulators, gradient noise, test set, spectra, alignment,
-the rest), and the median time of two plain streamed forward passes over the same probe.
+the class-mean and within-class accumulators, gradient noise, test set, the per-layer
+decompositions, spectra, alignment, the rest), and the median time of two plain streamed
+forward passes over the same probe.
 Issue 3 asks for an evaluation within 1.5x of those two passes. Prints one JSON object.
 
     python bench/eval_cost.py --preset mnist_fc --synthetic-mnist --set monitor.probe_per_class=6000
@@ -30,6 +31,7 @@ PARTS = {   # label -> (owner, attribute) timed inside one evaluation
     "within_class": (metrics.WithinClass, "update"),
     "gradient_noise": (Evaluator, "_gradient_noise"),
     "test_set": (Evaluator, "_test_set"),
+    "decompositions": (metrics, "singular"),
     "spectra": (metrics, "spectrum"),
     "alignment": (metrics, "alignment"),
 }
