@@ -180,22 +180,12 @@ def _run(cfg, out: str, headless: bool) -> int:
     """Load data, set up the run directory, train; returns the exit code."""
     import torch
 
-    from nctui.store.rundir import RunDirError, new_run_dir, write_run_json
+    from nctui.store.rundir import METRICS, RUN_JSON, RunDirError, new_run_dir
     from nctui.train.trainer import describe_device
 
     device, data = _device_and_data(cfg)
     try:
-        run_dir = new_run_dir(out, cfg.name)
-    except RunDirError as err:
-        raise _fail(str(err), EXIT_FAILED) from None
-    try:
-        trainer = _build_trainer(cfg, data, device, run_dir)
-    except click.exceptions.Exit:
-        run_dir.rmdir()   # still empty: a config that cannot start leaves no run behind
-        raise
-    try:
-        write_run_json(run_dir, {
-            "name": run_dir.name,
+        run_dir = new_run_dir(out, cfg.name, {
             "config": cfg.to_dict(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "nctui": __version__},
@@ -206,6 +196,13 @@ def _run(cfg, out: str, headless: bool) -> int:
         })
     except RunDirError as err:
         raise _fail(str(err), EXIT_FAILED) from None
+    try:
+        trainer = _build_trainer(cfg, data, device, run_dir)
+    except click.exceptions.Exit:
+        for created in (RUN_JSON, METRICS):   # a config that cannot start leaves no run behind
+            (run_dir / created).unlink()
+        run_dir.rmdir()
+        raise
     writer = _open_writer(run_dir, headless)
     _say(f"nctui: run directory {run_dir}")
     return _train(trainer, writer, run_dir, headless)

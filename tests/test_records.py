@@ -46,6 +46,14 @@ def test_bad_lines_are_rejected_with_reason(line, message):
         record_from_json(line)
 
 
+def test_a_new_run_directory_is_readable_from_its_first_moment(tmp_path):
+    run_dir = new_run_dir(tmp_path, "demo", {"config": {"seed": 3}})
+    assert read_run_json(run_dir) == {"schema": 1, "name": run_dir.name, "config": {"seed": 3}}
+    assert read_records(run_dir) == []
+    second = new_run_dir(tmp_path, "demo", {"config": {}})   # same second: suffixed, not clobbered
+    assert second != run_dir and read_run_json(second)["name"] == second.name
+
+
 def test_writer_reader_skip_torn_last_line(tmp_path):
     run_dir = new_run_dir(tmp_path, "demo")
     assert run_dir.name.startswith("demo-") and run_dir.name.endswith("Z")

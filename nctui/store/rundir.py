@@ -26,20 +26,34 @@ class RunDirError(Exception):
     """A run directory that cannot be written or read; the message names the file."""
 
 
-def new_run_dir(out: str | Path, name: str) -> Path:
-    """Create <out>/<name>-<UTC timestamp>/ (suffixing -2, -3... if taken)."""
+def new_run_dir(out: str | Path, name: str, info: dict | None = None) -> Path:
+    """Create <out>/<name>-<UTC timestamp>/ (suffixing -2, -3... if taken) and, given `info`,
+    its run.json and an empty metrics.jsonl at once: a run killed before its first record then
+    still opens (with no records), instead of leaving a directory `open` cannot read."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(out) / f"{name}-{stamp}"
     path, n = base, 1
     while True:
         try:
             path.mkdir(parents=True)
-            return path
+            break
         except FileExistsError:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
         except OSError as err:
             raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
+    if info is not None:
+        try:
+            write_run_json(path, {"name": path.name, **info})
+            (path / METRICS).touch()
+        except (RunDirError, OSError) as err:
+            for leftover in (RUN_JSON, METRICS):
+                (path / leftover).unlink(missing_ok=True)
+            path.rmdir()
+            if isinstance(err, RunDirError):
+                raise
+            raise RunDirError(f"cannot create {path / METRICS}: {err.strerror}") from None
+    return path
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:
