@@ -81,6 +81,15 @@ def test_plot_fills_exactly_its_size() -> None:
     assert rows[-1].strip().startswith("└0")
 
 
+def test_x_axis_labels_whole_ranges_with_whole_numbers() -> None:
+    def x_axis(xs: list[float]) -> list[str]:
+        data = PlotData([Series("a", [(x, 1.0 + x) for x in xs], "#ffffff")])
+        return _rows(draw_plot(data, 60, 10, "linear"))[-1].strip("└─ ").split("─")
+
+    assert [label for label in x_axis([1.0, 40.0, 90.0]) if label] == ["1", "45", "90"]   # not 45.5
+    assert [label for label in x_axis([0.0, 0.5, 1.5]) if label] == ["0", "0.75", "1.5"]
+
+
 @pytest.mark.parametrize("points", [
     [], [(0.0, None)], [(0.0, 0.0)], [(0.0, NAN), (1.0, INF), (2.0, -INF)], [(NAN, 1.0)],
 ])

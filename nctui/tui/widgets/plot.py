@@ -272,7 +272,10 @@ def _x_axis(indent: int, cols: int, low: float, high: float) -> Text:
     chars = ["─"] * cols
     marks = [(0, fmt_num(low), "left"), (cols - 1, fmt_num(high), "right")]
     if cols > 30:
-        marks.append((cols // 2, fmt_num((low + high) / 2), "center"))
+        middle = (low + high) / 2
+        if float(low).is_integer() and float(high).is_integer():   # steps, indices: whole numbers
+            middle = float(math.floor(middle))
+        marks.append((cols // 2, fmt_num(middle), "center"))
     for pos, label, align in marks:
         start = pos if align == "left" else pos - len(label) + 1 if align == "right" else pos - len(label) // 2
         start = min(max(start, 0), max(0, cols - len(label)))
