@@ -257,13 +257,15 @@ def _resume(run_dir: Path, overrides: list[str], headless: bool) -> int:
                     f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
     info["resumes"] = [*earlier, {"step": trainer.progress.step, "snapshot": path.name, "time": time.time(),
                                   "set": overrides, "argv": sys.argv}]
+    writer = _open_writer(run_dir, headless)   # first: refused while another process writes the run
     try:
         write_run_json(run_dir, info)
         _end_torn_line(run_dir / METRICS)
     except (RunDirError, OSError) as err:
+        writer.close()
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: resuming {run_dir} from {path.name} (step {trainer.progress.step} of {trainer.total_steps})")
-    return _train(trainer, _open_writer(run_dir, headless), run_dir, headless)
+    return _train(trainer, writer, run_dir, headless)
 
 
 def _data_facts(preprocessing: object) -> tuple:
@@ -473,8 +475,10 @@ def open_feed(run_dir: Path, should_stop: Callable[[], bool]) -> tuple[str, Call
 def list_runs(directory: str) -> None:
     """List the runs in DIR (default snapshots/), one line each.
 
-    Each line: name, status, steps done of planned, last NC1, last test accuracy, size. Status is the end record's (completed, stopped, diverged, failed); without one, "running"
-    if metrics.jsonl changed in the last two minutes, else "unfinished" (a killed run: resume it).
+    Each line: name, status, steps done of planned, last NC1, last test accuracy, size. Status
+    is the end record's (completed, stopped, diverged, failed); without one, "running" while a
+    process writes the run (or its metrics.jsonl changed in the last two minutes), else
+    "unfinished" (a killed run: resume it).
     """
     base = Path(directory)
     if not base.is_dir():
@@ -491,7 +495,7 @@ def list_runs(directory: str) -> None:
 
 def _run_summary(run_dir: Path) -> tuple[str, ...]:
     """(name, status, steps, nc1, test acc, size) of one run, or its name and why it is unreadable."""
-    from nctui.store.rundir import METRICS, RunDirError, read_records, read_run_json
+    from nctui.store.rundir import METRICS, RunDirError, being_written, read_records, read_run_json
     from nctui.store.snapshot import splice_resumed
 
     size = _human_size(_dir_size(run_dir))
@@ -510,7 +514,7 @@ def _run_summary(run_dir: Path) -> tuple[str, ...]:
         status = ends[-1].status
     else:
         recent = time.time() - (run_dir / METRICS).stat().st_mtime < 120
-        status = "running" if recent else "unfinished"
+        status = "running" if recent or being_written(run_dir) else "unfinished"
     nc1 = evals[-1].geometry.get("nc1") if evals else None
     acc = evals[-1].test.get("acc") if evals else None
     return (run_dir.name, status, f"{max(steps, default=0)}/{total} steps",

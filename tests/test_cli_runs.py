@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nctui.records import EvalRecord
-from nctui.store.rundir import RunWriter, read_records, write_run_json
+from nctui.store.rundir import RunDirError, RunWriter, read_records, write_run_json
 from nctui.store.snapshot import list_snapshots
 from run_fixtures import invoke, one_thread, tiny_run  # noqa: F401 - autouse
 from tui_fixtures import full_run, run_records
@@ -129,3 +129,28 @@ def test_train_threads_sets_torch_threads_and_auto_leaves_a_core_to_the_tui(tmp_
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_being_written_is_running_and_cannot_be_resumed_twice(finished: Path, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(finished, tmp_path / finished.name))
+    stale = time.time() - 3600
+    os.utime(run_dir / "metrics.jsonl", (stale, stale))
+    before = (run_dir / "run.json").read_bytes()
+    assert invoke("ls", str(run_dir)).stdout.split()[1] == "completed"
+    (run_dir / "metrics.jsonl").write_text("".join(
+        line + "\n" for line in (run_dir / "metrics.jsonl").read_text().splitlines()[:-1]))   # no end record
+    os.utime(run_dir / "metrics.jsonl", (stale, stale))
+    assert invoke("ls", str(run_dir)).stdout.split()[1] == "unfinished"
+    other = RunWriter(run_dir)   # another process training this run
+    try:
+        assert invoke("ls", str(run_dir)).stdout.split()[1] == "running"
+        with pytest.raises(RunDirError, match="another nctui process is writing this run"):
+            RunWriter(run_dir)
+        result = invoke("run", "--resume", str(run_dir), "--headless", "--set", "train.epochs=5")
+        assert result.exit_code == 1 and "Traceback" not in result.stderr
+        assert result.stderr.splitlines()[-1] == (f"nctui: error: {run_dir / 'metrics.jsonl'}: another nctui process "
+                                                  "is writing this run; let it finish or stop it first")
+        assert (run_dir / "run.json").read_bytes() == before   # nothing recorded of the refused resume
+    finally:
+        other.close()
+    assert invoke("run", "--resume", str(run_dir), "--headless", "--set", "train.epochs=5").exit_code == 0

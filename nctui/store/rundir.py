@@ -1,7 +1,9 @@
 """The run directory: run.json and metrics.jsonl (stdlib only; snapshots live in snapshot.py).
 
 `RunWriter` appends one record a line and flushes each, so a kill loses at most the line
-being written; `read_records` skips a torn or garbled line instead of failing the run.
+being written; `read_records` skips a torn or garbled line instead of failing the run. A
+writer holds an advisory lock on metrics.jsonl, so a second one (a `--resume` of a run that
+is still training) is refused instead of interleaving its records.
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ from __future__ import annotations
 import json
 import os
 import time
+
+try:
+    import fcntl
+except ImportError:   # Windows: no advisory locks, writers are not checked
+    fcntl = None
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,6 +121,20 @@ class RunWriter:
             self._handle = open(self.path, "a", encoding="utf-8")
         except OSError as err:
             raise RunDirError(f"cannot open {self.path} for writing: {err.strerror}") from None
+        self._lock()
+
+    def _lock(self) -> None:
+        """Take the writer's lock, or refuse: another process is appending to this run."""
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise RunDirError(f"{self.path}: another nctui process is writing this run; "
+                              "let it finish or stop it first") from None
+        except OSError:   # a file system without locks (some network mounts): go on unchecked
+            pass
 
     def write(self, record: Record) -> None:
         line = record_to_json(record)
@@ -130,6 +151,21 @@ class RunWriter:
             self._handle.close()
         except OSError:
             pass
+
+
+def being_written(run_dir: Path) -> bool:
+    """Whether a RunWriter (of any local process) holds this run's metrics.jsonl now; False
+    where that cannot be told (no such file, no locks here)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(run_dir / METRICS, "rb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @dataclass
