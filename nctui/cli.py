@@ -444,7 +444,7 @@ def open_feed(run_dir: Path, should_stop: Callable[[], bool]) -> tuple[str, Call
     when following, the lines appended since, until an end record or `should_stop()`. Warnings
     name skipped lines and unreadable snapshots; the rest of the run opens regardless.
     """
-    from nctui.store.rundir import ReadStats, follow_records, read_records, read_run_json
+    from nctui.store.rundir import ReadStats, follow_records, looks_alive, read_records, read_run_json
     from nctui.store.snapshot import SnapshotError, list_snapshots, read_header, splice_resumed
 
     read_run_json(run_dir)
@@ -457,6 +457,9 @@ def open_feed(run_dir: Path, should_stop: Callable[[], bool]) -> tuple[str, Call
         except SnapshotError as err:
             warnings.append(str(err))
     ended = bool(records) and records[-1].type == "end"
+    if not ended and not looks_alive(run_dir):
+        warnings.append(f"no end record and nothing written for 2 minutes: the run was probably killed "
+                        f"(resume it: nctui run --resume {run_dir}); following in case it goes on")
 
     def feed(emit: Callable) -> None:
         for record in splice_resumed(records):
@@ -495,7 +498,7 @@ def list_runs(directory: str) -> None:
 
 def _run_summary(run_dir: Path) -> tuple[str, ...]:
     """(name, status, steps, nc1, test acc, size) of one run, or its name and why it is unreadable."""
-    from nctui.store.rundir import METRICS, RunDirError, being_written, read_records, read_run_json
+    from nctui.store.rundir import RunDirError, looks_alive, read_records, read_run_json
     from nctui.store.snapshot import splice_resumed
 
     size = _human_size(_dir_size(run_dir))
@@ -513,8 +516,7 @@ def _run_summary(run_dir: Path) -> tuple[str, ...]:
     if ends:
         status = ends[-1].status
     else:
-        recent = time.time() - (run_dir / METRICS).stat().st_mtime < 120
-        status = "running" if recent or being_written(run_dir) else "unfinished"
+        status = "running" if looks_alive(run_dir) else "unfinished"
     nc1 = evals[-1].geometry.get("nc1") if evals else None
     acc = evals[-1].test.get("acc") if evals else None
     return (run_dir.name, status, f"{max(steps, default=0)}/{total} steps",

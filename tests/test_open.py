@@ -75,6 +75,22 @@ async def test_open_follows_a_run_still_being_written(tmp_path: Path) -> None:
         assert len(app.state.evals) == 9 and app.state.end.status == "completed"
 
 
+def test_open_says_when_an_unfinished_run_looks_killed(tmp_path: Path) -> None:
+    run_dir = unfinished_run(tmp_path / "quiet")
+    assert open_feed(run_dir, lambda: True)[::2] == ("following", [])   # just written: alive
+    stale = time.time() - 600
+    os.utime(run_dir / "metrics.jsonl", (stale, stale))
+    mode, _, warnings = open_feed(run_dir, lambda: True)
+    assert mode == "following" and warnings == [
+        "no end record and nothing written for 2 minutes: the run was probably killed "
+        f"(resume it: nctui run --resume {run_dir}); following in case it goes on"]
+    writer = RunWriter(run_dir)   # a slow run, quiet but alive
+    try:
+        assert open_feed(run_dir, lambda: True)[2] == []
+    finally:
+        writer.close()
+
+
 def test_open_names_a_corrupt_snapshot_and_opens_the_rest(recorded: Path, tmp_path: Path) -> None:
     bad = recorded / snapshot_name(99)
     bad.write_bytes(b"\x00" * 20)

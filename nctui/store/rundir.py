@@ -168,6 +168,17 @@ def being_written(run_dir: Path) -> bool:
     return False
 
 
+def looks_alive(run_dir: Path, quiet_seconds: float = 120) -> bool:
+    """For a run without an end record: is something still writing it? Its writer's lock is
+    held, or metrics.jsonl changed within `quiet_seconds` (a writer on another machine of a
+    shared file system, where the lock may not be seen)."""
+    try:
+        recent = time.time() - (run_dir / METRICS).stat().st_mtime < quiet_seconds
+    except OSError:
+        recent = False
+    return recent or being_written(run_dir)
+
+
 @dataclass
 class ReadStats:
     """What reading skipped, so a viewer can say so."""
