@@ -286,7 +286,7 @@ def _end_torn_line(path: Path) -> None:
                 handle.write(b"\n")
     except FileNotFoundError:
         pass
-    except OSError as err:   # e.g. a pipe or a device under that name
+    except OSError as err:   # e.g. permissions (a pipe or device was refused by the writer already)
         raise OSError(f"{path}: cannot append to it ({err.strerror or err})") from None
 
 

@@ -117,6 +117,7 @@ class RunWriter:
         self.run_dir = run_dir
         self.path = run_dir / METRICS
         self._echo = echo
+        _check_regular(self.path)   # a pipe would block this open until someone reads it
         try:
             self._handle = open(self.path, "a", encoding="utf-8")
         except OSError as err:
@@ -156,15 +157,21 @@ class RunWriter:
 def being_written(run_dir: Path) -> bool:
     """Whether a RunWriter (of any local process) holds this run's metrics.jsonl now; False
     where that cannot be told (no such file, no locks here)."""
-    if fcntl is None:
+    path = run_dir / METRICS
+    if fcntl is None or not path.is_file():   # a pipe under that name would block the open
         return False
     try:
-        with open(run_dir / METRICS, "rb") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError:
         return False
+    finally:
+        os.close(fd)
     return False
 
 
