@@ -180,7 +180,7 @@ def _run(cfg, out: str, headless: bool) -> int:
     """Load data, set up the run directory, train; returns the exit code."""
     import torch
 
-    from nctui.store.rundir import METRICS, RUN_JSON, RunDirError, new_run_dir
+    from nctui.store.rundir import RunDirError, new_run_dir, remove_new_run_dir
     from nctui.train.trainer import describe_device
 
     device, data = _device_and_data(cfg)
@@ -199,9 +199,7 @@ def _run(cfg, out: str, headless: bool) -> int:
     try:
         trainer = _build_trainer(cfg, data, device, run_dir)
     except click.exceptions.Exit:
-        for created in (RUN_JSON, METRICS):   # a config that cannot start leaves no run behind
-            (run_dir / created).unlink()
-        run_dir.rmdir()
+        remove_new_run_dir(run_dir)   # a config that cannot start leaves no run behind
         raise
     writer = _open_writer(run_dir, headless)
     _say(f"nctui: run directory {run_dir}")

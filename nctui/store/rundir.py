@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import os
 import time
-
-try:
-    import fcntl
-except ImportError:   # Windows: no advisory locks, writers are not checked
-    fcntl = None
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 from nctui.records import SCHEMA_VERSION, Record, RecordError, record_from_json, record_to_json
+
+try:
+    import fcntl
+except ImportError:   # Windows: no advisory locks, writers are not checked
+    fcntl = None
 
 RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
@@ -54,13 +54,18 @@ def new_run_dir(out: str | Path, name: str, info: dict | None = None) -> Path:
             write_run_json(path, {"name": path.name, **info})
             (path / METRICS).touch()
         except (RunDirError, OSError) as err:
-            for leftover in (RUN_JSON, METRICS):
-                (path / leftover).unlink(missing_ok=True)
-            path.rmdir()
+            remove_new_run_dir(path)
             if isinstance(err, RunDirError):
                 raise
             raise RunDirError(f"cannot create {path / METRICS}: {err.strerror}") from None
     return path
+
+
+def remove_new_run_dir(path: Path) -> None:
+    """Undo `new_run_dir` for a run that never started: its two files, then the directory."""
+    for created in (RUN_JSON, METRICS):
+        (path / created).unlink(missing_ok=True)
+    path.rmdir()
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:
