@@ -114,6 +114,8 @@ class TrainConfig:
 class BoundsConfig:
     gamma: float = _spec(1.0, low=0.0, low_open=True)  # margin of err_gamma and the bounds
     delta: float = _spec(1e-3, low=0.0, high=1.0, low_open=True)  # confidence of the bounds
+    convention: str = _spec("nctui", choices=("nctui", "authors"))  # authors: lianegalanti/gen's utils.py (METRICS.md)
+    m: int | None = _spec(None, low=1)  # the sample count m in the bounds; None: the training-set size (authors used 50000 for MNIST)
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,13 @@ class MonitorConfig:
     early_evals: bool = True                 # also evaluate at log-spaced steps before the first eval_every
     probe_per_class: int = _spec(200, low=0)  # class-balanced training probe for NC metrics; 0: whole set
     noise_batches: int = _spec(4, low=0)     # minibatch gradients behind grad_noise / noise_scale; 0: off
+    margin_samples: int = _spec(0, low=0)    # class-balanced training samples behind err_gamma; 0: the whole training set
     rank_tol: float = _spec(1e-3, low=0.0, low_open=True)  # singular values above tol count towards rank
     snapshot_every: int = _spec(0, low=0)    # steps between snapshots; 0: only at the end
     keep_snapshots: int = _spec(0, low=0)    # keep the newest N snapshots; 0: keep all
     enabled: bool = True                     # False: no evaluations at all (benchmarks)
+    progress_seconds: float = _spec(30.0, low=0.0, low_open=True)  # seconds between plain headless progress lines
+    snapshot_minutes: float = _spec(5.0, low=0.0)  # also snapshot after this many wall-clock minutes without one; 0: off
     bounds: BoundsConfig = _spec(factory=BoundsConfig)
 
 
