@@ -6,7 +6,23 @@ float or None, never NaN or inf.
 
 from __future__ import annotations
 
-from .bounds import bound_dense, bound_local, max_pixel_energy, pixel_energy, rho_tilde, sum_sq_norm
+from .bounds import (
+    CONVENTIONS,
+    InputEnergy,
+    InputStatistics,
+    authors_local_data_term,
+    authors_local_log_term,
+    confidence_term,
+    dense_data_term,
+    dense_log_term,
+    gap_bound,
+    local_data_term,
+    local_log_term,
+    norm_bounds,
+    pixel_energy,
+    rho_tilde,
+    sum_sq_norm,
+)
 from .geometry import (
     ClassMeans,
     WithinClass,
@@ -15,24 +31,35 @@ from .geometry import (
     layer_collapse,
     neural_collapse,
 )
-from .margins import margin_summary, margins
-from .noise import gradient_noise, output_jitter, relative_drift, rho_jitter
+from .margins import margin_error_counts, margin_summary, margins
+from .noise import gradient_noise, noise_estimates, output_jitter, relative_drift, rho_jitter
 from .spectra import Singular, rank_ceiling, singular, spectrum
 
 __all__ = [
+    "CONVENTIONS",
     "ClassMeans",
+    "InputEnergy",
+    "InputStatistics",
     "Singular",
     "WithinClass",
     "alignment",
-    "bound_dense",
-    "bound_local",
+    "authors_local_data_term",
+    "authors_local_log_term",
     "collapse_metrics",
+    "confidence_term",
+    "dense_data_term",
+    "dense_log_term",
+    "gap_bound",
     "gradient_noise",
     "layer_collapse",
+    "local_data_term",
+    "local_log_term",
+    "margin_error_counts",
     "margin_summary",
     "margins",
-    "max_pixel_energy",
     "neural_collapse",
+    "noise_estimates",
+    "norm_bounds",
     "output_jitter",
     "pixel_energy",
     "rank_ceiling",

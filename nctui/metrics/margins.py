@@ -25,18 +25,16 @@ def margins(logits: Tensor, y: Tensor) -> Tensor:
     return logits.gather(1, index).squeeze(1) - rivals
 
 
-def margin_summary(m: Tensor, rho: float, gamma: float, quantiles: Sequence[float] = QUANTILES) -> dict:
-    """`min`, `mean`, `quantiles` of the margins, the same divided by rho (`normalized_*`, None
-    when rho is not positive), and `err_gamma`, the fraction of samples with m_i <= gamma.
-    Everything None for an empty m."""
+def margin_summary(m: Tensor, rho: float, quantiles: Sequence[float] = QUANTILES) -> dict:
+    """`min`, `mean`, `quantiles` of the margins and the same divided by rho (`normalized_*`, None
+    when rho is not positive). Everything None for an empty m."""
     m = m.detach().flatten().to(torch.float64)
     if not m.numel():
         empty = [None] * len(quantiles)
         return {"min": None, "mean": None, "quantiles": empty, "normalized_min": None,
-                "normalized_mean": None, "normalized_quantiles": empty, "err_gamma": None}
+                "normalized_mean": None, "normalized_quantiles": empty}
     q = torch.quantile(m, torch.tensor(quantiles, dtype=torch.float64, device=m.device))
-    stats = host_list(torch.cat([m.min()[None], m.mean()[None], q, (m <= gamma).to(m).mean()[None]]))
-    low, mean, *qs, err = stats
+    low, mean, *qs = host_list(torch.cat([m.min()[None], m.mean()[None], q]))
 
     def normalized(v: float | None) -> float | None:
         return finite(v / rho) if v is not None and rho > 0 else None
@@ -48,5 +46,14 @@ def margin_summary(m: Tensor, rho: float, gamma: float, quantiles: Sequence[floa
         "normalized_min": normalized(low),
         "normalized_mean": normalized(mean),
         "normalized_quantiles": [normalized(v) for v in qs],
-        "err_gamma": err,
     }
+
+
+def margin_error_counts(logits: Tensor, y: Tensor, gamma: float) -> Tensor:
+    """[#{i: m_i <= gamma}, #{i: argmax_j f(x_i)_j != y_i}] of a chunk, as an int64 tensor on
+    its device: integer counts that add up exactly over the chunks of a streamed training set
+    (err_gamma, the empirical margin error of the bounds, and the training error)."""
+    logits = logits.detach()
+    within = (margins(logits, y) <= gamma).sum()
+    wrong = (logits.argmax(1) != y).sum()
+    return torch.stack([within, wrong]).to(torch.int64)

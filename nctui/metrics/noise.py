@@ -28,22 +28,41 @@ def relative_drift(w_now: Tensor, w_prev: Tensor, steps: int) -> float | None:
     return finite(_norm(w_now - w_prev) / _norm(w_prev) / steps)
 
 
-def gradient_noise(full_grad: Tensor, batch_grads: Sequence[Tensor], batch_size: int) -> dict:
-    """`grad_noise` = mean_b ||g_b - g||^2 / ||g||^2 and `noise_scale` = B_simple = tr(Sigma) / ||G||^2.
+def noise_estimates(full_grad: Tensor, batch_grads: Sequence[Tensor], batch_size: int,
+                    samples: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean_b ||g_b - g||^2, tr(Sigma)^, |G|^2^) as float64 scalars, for g the gradient on n =
+    `samples` points drawn from the data and g_b the gradients of minibatches of B =
+    `batch_size` points drawn without replacement from those same n.
 
-    g (the full gradient on the evaluation set) stands in for the true gradient G, and the
-    minibatch gradients g_b of size B for draws with E ||g_b - G||^2 = tr(Sigma) / B, so
-    tr(Sigma) ~ B * mean_b ||g_b - g||^2 and B_simple ~ B * grad_noise (McCandlish et al. 2018,
-    Appendix A, with the large batch taken as the whole evaluation set; ||g||^2 overestimates
-    ||G||^2 by tr(Sigma) / N, negligible when N >> B). Both None without batch gradients or
-    when g = 0.
+    Then E ||g_b - g||^2 = (1 - B/n) S^2 / B with S^2 the n points' sample variance (divisor
+    n - 1), unbiased for tr(Sigma); so tr(Sigma)^ = B mean_b ||g_b - g||^2 / (1 - B/n), and
+    since E ||g||^2 = |G|^2 + tr(Sigma) / n, |G|^2^ = ||g||^2 - tr(Sigma)^ / n: both unbiased
+    (McCandlish et al. 2018, App. A, for this design). ValueError unless 0 < B < n and there
+    is at least one minibatch.
     """
-    if not batch_grads:
-        return {"grad_noise": None, "noise_scale": None}
+    if not batch_grads or not 0 < batch_size < samples:
+        raise ValueError(f"need minibatches of 0 < B < n, got {len(batch_grads)} of B = {batch_size}, n = {samples}")
     g = full_grad.detach().flatten()
     spread = torch.stack([_norm(b.flatten() - g) ** 2 for b in batch_grads]).mean()
-    ratio = spread / _norm(g) ** 2
-    return host_scalars({"grad_noise": ratio, "noise_scale": batch_size * ratio})
+    trace = batch_size * spread / (1 - batch_size / samples)
+    return spread, trace, _norm(g) ** 2 - trace / samples
+
+
+def gradient_noise(full_grad: Tensor, batch_grads: Sequence[Tensor], batch_size: int, samples: int) -> dict:
+    """The `noise` group's gradient part: `grad_noise` = mean_b ||g_b - g||^2 / ||g||^2,
+    `noise_scale` = B_simple = tr(Sigma)^ / |G|^2^ (see noise_estimates; None when |G|^2^ <= 0),
+    `noise_batches` K (the number of minibatches) and `noise_samples` n.
+
+    g is the gradient on n points, the g_b those of K minibatches of B = `batch_size` of them
+    drawn without replacement from the same n. Everything None without minibatches; the two
+    ratios None when g = 0.
+    """
+    if not batch_grads:
+        return {"grad_noise": None, "noise_scale": None, "noise_batches": None, "noise_samples": None}
+    spread, trace, grad_sq = noise_estimates(full_grad, batch_grads, batch_size, samples)
+    ratios = host_scalars({"grad_noise": spread / _norm(full_grad) ** 2,
+                           "noise_scale": trace / grad_sq if grad_sq > 0 else None})
+    return {**ratios, "noise_batches": len(batch_grads), "noise_samples": samples}
 
 
 def output_jitter(f_now: Tensor, f_prev: Tensor) -> float | None:
