@@ -51,7 +51,7 @@ def test_noise_minibatches_are_batches_of_the_sample_whose_gradient_is_the_full_
     t = trainer(noise_batches)
     seen = {}
     monkeypatch.setattr(metrics, "gradient_noise",
-                        lambda full, batches, size: seen.update(full=full, batches=batches, size=size) or {})
+                        lambda full, batches, size, samples: seen.update(full=full, batches=batches, size=size) or {})
     t.evaluator._gradient_noise(t.model, 6)
     params = [p for p in t.model.parameters() if p.requires_grad]
     probe = t.evaluator

@@ -2,19 +2,22 @@
 
 Runs two streamed forward passes over a class-balanced probe of the training set (class sums
 first, then the spreads; one pass read twice when the probe fits in a chunk), one pass over the
-test set, one backward pass over a sample of the probe for the SGD noise, and the spectra of
-every weight matrix. Features never sit in memory all at once.
+test set, one over the training set (or monitor.margin_samples of it) for err_gamma and the
+training error of the bounds (skipped when the probe is that whole set), one backward pass over a
+sample of the probe for the SGD noise, and the spectra of every weight matrix. Features and
+training logits never sit in memory all at once.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from nctui import metrics
 from nctui.config import Config
+from nctui.data.dataset import balanced_subset
+from nctui.data.synthetic import seeded_generator
 from nctui.models.networks import Classifier, LayerInfo, square_loss
 
 FEATURE_BYTES_PER_CHUNK = 512 * 1024 * 1024  # bound on one chunk's features and their float64 scratch
@@ -31,38 +34,49 @@ def balanced_probe(labels: torch.Tensor, num_classes: int, per_class: int, seed:
     return torch.cat(picks).sort().values
 
 
-@dataclass
-class DataStatistics:
-    """Fixed facts of the training set that the bounds need (computed once, streamed)."""
+def margin_sample(labels: torch.Tensor, num_classes: int, size: int, seed: int) -> torch.Tensor | None:
+    """Indices of the class-balanced `size` training samples behind err_gamma; None for the whole
+    set (size 0 or at least the set). ValueError names monitor.margin_samples when it is below C."""
+    if size <= 0 or size >= labels.numel():
+        return None
+    if size < num_classes:
+        raise ValueError(f"monitor.margin_samples = {size}: must be 0 (the whole training set) or at least "
+                         f"the number of classes ({num_classes})")
+    return balanced_subset(labels.cpu(), size, num_classes, seeded_generator(seed, "margin-samples"))
 
-    m: int                      # training samples
-    sum_sq_norm: float          # sum_i ||x_i||^2
-    max_pixel_energy: float     # max_j sum_i ||z_j(x_i)||^2
 
-
-def data_statistics(train_x: torch.Tensor, chunk: int = 8192) -> DataStatistics:
-    total, energy = 0.0, None
+def input_statistics(train_x: torch.Tensor, normalization: dict | None, chunk: int = 4096) -> metrics.InputStatistics:
+    """The training inputs' energies the bounds need, streamed once. `normalization` is the data
+    set's preprocessing["normalize"] ({"mean": [...], "std": [...]} per channel, or None), undone
+    for the authors' raw-pixel data term."""
+    norm = normalization or {}
+    energy = metrics.InputEnergy(norm.get("mean"), norm.get("std"))
     for start in range(0, train_x.shape[0], chunk):
-        x = train_x[start:start + chunk]
-        total += metrics.sum_sq_norm(x)
-        part = metrics.pixel_energy(x)
-        energy = part if energy is None else energy + part
-    return DataStatistics(m=int(train_x.shape[0]), sum_sq_norm=total,
-                          max_pixel_energy=float(energy.max()) if energy is not None else 0.0)
+        energy.update(train_x[start:start + chunk])
+    return energy.result()
 
 
 class Evaluator:
     """Holds the probe sets and what the noise metrics compare against between evaluations."""
 
     def __init__(self, cfg: Config, model: Classifier, train_x: torch.Tensor, train_y: torch.Tensor,
-                 test_x: torch.Tensor, test_y: torch.Tensor, targets: torch.Tensor, num_classes: int) -> None:
+                 test_x: torch.Tensor, test_y: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                 normalization: dict | None = None) -> None:
+        """`normalization`: the data set's preprocessing["normalize"] (per-channel mean and std
+        applied to the inputs), for the authors' raw-pixel bound; None when inputs are raw."""
         self.cfg = cfg
         self.num_classes = num_classes
-        probe = balanced_probe(train_y, num_classes, cfg.monitor.probe_per_class, cfg.seed).to(train_x.device)
+        probe = balanced_probe(train_y, num_classes, cfg.monitor.probe_per_class, cfg.seed)
+        picked = margin_sample(train_y, num_classes, cfg.monitor.margin_samples, cfg.seed)
+        # err_gamma's samples: the probe's own logits serve when the probe is that same set
+        self.margins_from_probe = picked is None and probe.numel() == train_y.numel()
+        self.margin_x = train_x if picked is None else train_x[picked.to(train_x.device)]
+        self.margin_y = train_y if picked is None else train_y[picked.to(train_x.device)]
+        probe = probe.to(train_x.device)
         self.probe_x, self.probe_y, self.probe_t = train_x[probe], train_y[probe], targets[probe]
         self.test_x, self.test_y = test_x, test_y
         self.test_t = torch.nn.functional.one_hot(test_y, num_classes).float() * cfg.train.target_scale
-        self.stats = data_statistics(train_x)
+        self.inputs = input_statistics(train_x, normalization)
         self.infos: list[LayerInfo] = model.infos
         with torch.no_grad():
             _, inputs = model.forward_with_features(train_x[:2])
@@ -103,6 +117,21 @@ class Evaluator:
             loss_sum, correct = float(loss_acc) / (n * self.num_classes), int(correct_acc)
         return {"loss": loss_sum if n else None, "acc": correct / n if n else None}
 
+    @torch.no_grad()
+    def _margin_errors(self, model: Classifier, gamma: float, probe_logits: torch.Tensor) -> tuple[int, int, int]:
+        """(#{m_i <= gamma}, #{argmax wrong}, samples) over the training set, or its
+        monitor.margin_samples subset: integer counts summed over streamed chunks of logits."""
+        if self.margins_from_probe:
+            return (*(int(c) for c in metrics.margin_error_counts(probe_logits, self.probe_y, gamma)),
+                    int(self.probe_y.numel()))
+        n = self.margin_x.shape[0]
+        counts = torch.zeros(2, dtype=torch.int64, device=self.margin_x.device)
+        for start in range(0, n, self.chunk):
+            logits = model(self.margin_x[start:start + self.chunk])
+            counts += metrics.margin_error_counts(logits, self.margin_y[start:start + self.chunk], gamma)
+        within, wrong = counts.tolist()
+        return within, wrong, n
+
     def _gradient_noise(self, model: Classifier, step: int) -> dict:
         """grad_noise / noise_scale from the gradient over a seeded random sample of the probe and
         the gradients of a few training-size minibatches of that sample.
@@ -115,7 +144,7 @@ class Evaluator:
         batch = self.cfg.train.batch_size
         n = min(self.probe_x.shape[0], NOISE_PROBE_MAX)
         if batches == 0 or n <= batch:
-            return {"grad_noise": None, "noise_scale": None}
+            return {"grad_noise": None, "noise_scale": None, "noise_batches": None, "noise_samples": None}
         params = [p for p in model.parameters() if p.requires_grad]
         gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
         pick = torch.randperm(self.probe_x.shape[0], generator=gen)[:n].to(self.probe_x.device)
@@ -128,7 +157,7 @@ class Evaluator:
         minibatch = [flat_grad(pick[s:s + batch]) for s in range(0, head, batch)]
         rest = [flat_grad(pick[s:s + self.chunk]) * (min(self.chunk, n - s) / n) for s in range(head, n, self.chunk)]
         full = sum(minibatch) * (batch / n) + sum(rest)
-        return metrics.gradient_noise(full, minibatch, batch)
+        return metrics.gradient_noise(full, minibatch, batch, n)
 
     def evaluate(self, model: Classifier, step: int, lr: float, rho_history: torch.Tensor | None) -> dict:
         """All eval-record groups (train, test, geometry, layers, noise, margins, bounds)."""
@@ -194,28 +223,21 @@ class Evaluator:
         noise["output_jitter"] = (metrics.output_jitter(logits, self.prev_logits)
                                   if self.prev_logits is not None else None)
 
-        rho_k = [layer["rho"] or 0.0 for layer in layers]
+        # A layer without a finite norm (None) makes rho non-finite, hence every bound None.
+        rho_k = [layer["rho"] if layer["rho"] is not None else math.inf for layer in layers]
         rho = math.prod(rho_k)
         rho_tilde = metrics.rho_tilde(rho_k, [i.positions if i.kind == "conv" else 1 for i in self.infos])
-        gamma, delta = cfg.monitor.bounds.gamma, cfg.monitor.bounds.delta
-        summary = metrics.margin_summary(metrics.margins(logits, self.probe_y), rho, gamma)
+        summary = metrics.margin_summary(metrics.margins(logits, self.probe_y), rho)
         test = self._test_set(model)
-        m = self.stats.m
-        conv_areas = [i.kernel_area for i in self.infos if i.kind == "conv"]
-        train_error = 1.0 - probe_acc
-        test_error = 1.0 - test["acc"] if test["acc"] is not None else None
-        bounds = {
-            "bound_dense": metrics.bound_dense(summary["err_gamma"], rho_tilde, m, n_layers, C,
-                                               self.stats.sum_sq_norm, gamma, delta),
-            "bound_local": (metrics.bound_local(summary["err_gamma"], rho, m, n_layers, conv_areas, C,
-                                                self.stats.max_pixel_energy, gamma, delta)
-                            if conv_areas else None),
-            "test_error": test_error,
-            "train_error": train_error,
-            "gap": test_error - train_error if test_error is not None else None,
-            "rho": rho,
-            "rho_over_sqrt_m": rho / math.sqrt(m),
-        }
+        b = cfg.monitor.bounds
+        within, wrong, samples = self._margin_errors(model, b.gamma, logits)
+        bounds = metrics.norm_bounds(
+            convention=b.convention, rho=rho, rho_tilde=rho_tilde, num_layers=n_layers,
+            kernel_areas=[i.kernel_area for i in self.infos if i.kind == "conv"], num_classes=C,
+            inputs=self.inputs, m=b.m, gamma=b.gamma, delta=b.delta,
+            err_gamma=within / samples if samples else None, err_gamma_samples=samples,
+            test_error=1.0 - test["acc"] if test["acc"] is not None else None,
+            train_error=wrong / samples if samples else None)
 
         self.prev_weights, self.prev_logits, self.prev_step = weights, logits, step
         self.class_means = means[-1]

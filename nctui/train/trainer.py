@@ -111,7 +111,7 @@ class Trainer:
                                     cfg.train.cuda_graph)
 
         self.evaluator = (Evaluator(cfg, self.model, self.train_x, self.train_y, data.test_x.to(device),
-                                    data.test_y.to(device), self.targets, C)
+                                    data.test_y.to(device), self.targets, C, data.preprocessing.get("normalize"))
                           if cfg.monitor.enabled else None)
         self.eval_steps = (eval_schedule(self.total_steps, cfg.monitor.eval_every, cfg.monitor.early_evals)
                            if cfg.monitor.enabled else set())
