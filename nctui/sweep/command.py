@@ -1,0 +1,170 @@
+"""`nctui sweep`: argument parsing and messages (the lead registers `sweep` in cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from nctui.records import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+
+def _say(message: str) -> None:
+    """Human messages go to stderr; stdout carries only what --executor print and --dry-run list."""
+    click.echo(message, err=True)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
+    _say(f"nctui: error: {message}")
+    return click.exceptions.Exit(code)
+
+
+@click.command("sweep")
+@click.argument("spec", metavar="[SPEC]", required=False)
+@click.option("--resume", "resume_dir", metavar="SWEEP_DIR", default=None,
+              help="Finish the sweep in SWEEP_DIR: resume stopped or killed runs, start unstarted ones.")
+@click.option("--out", type=click.Path(file_okay=False), default="snapshots", show_default=True,
+              help="Directory that receives the sweep directory.")
+@click.option("--jobs", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="Runs at a time (local executor); the CPU cores are divided between them.")
+@click.option("--executor", type=click.Choice(["local", "print"]), default="local", show_default=True,
+              help="local: run the points here; print: print one `nctui run` command per point to run.")
+@click.option("--dry-run", is_flag=True, help="Expand and validate, list the points, write nothing.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where every run trains (default: the config's train.device).")
+def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executor: str, dry_run: bool,
+          device: str | None) -> None:
+    """Run every point of a sweep spec, each an ordinary run directory inside one sweep directory.
+
+    SPEC (YAML; docs/sweeps.md) names a base config (a preset or a file) and the values to vary:
+    `grid` (Cartesian product), `zip` (lists that vary together), `seeds`, plus `set` for every
+    run. Every point's config is validated before anything starts. The sweep directory
+    <out>/<name>-<UTC time>/ holds sweep.json, base.yaml, logs/ and one run directory per point,
+    named from its values (e.g. wd=1e-3_s0).
+
+    Ctrl+C or SIGTERM stops every run cleanly (each writes its final snapshot); `--resume
+    SWEEP_DIR` later resumes stopped or killed runs from their snapshots and starts the rest.
+    Exit code: 0 when every point completed (or diverged), 1 when one failed, 2 for a bad spec,
+    130 or 143 when interrupted.
+    """
+    if (spec is None) == (resume_dir is None):
+        raise _fail("give SPEC (a sweep spec YAML file) for a new sweep, or --resume SWEEP_DIR to finish one"
+                    + (", not both" if spec else ""))
+    if resume_dir is not None and click.get_current_context().get_parameter_source("out") == ParameterSource.COMMANDLINE:
+        raise _fail("--out does not apply to --resume: the sweep keeps its directory")
+    try:
+        if resume_dir is not None:
+            code = _resume(Path(resume_dir), jobs, executor, dry_run, device)
+        else:
+            code = _new(Path(spec), out, jobs, executor, dry_run, device)
+    except KeyboardInterrupt:   # before any run started: nothing to stop
+        _say("nctui: sweep: interrupted")
+        code = EXIT_INTERRUPTED
+    raise click.exceptions.Exit(code)
+
+
+def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, device: str | None) -> int:
+    from nctui.store.sweepdir import SweepDirError
+    from nctui.sweep.engine import create, default_threads
+    from nctui.sweep.spec import SpecError, load_spec, plan
+
+    try:
+        the_plan = plan(load_spec(spec_path))
+    except SpecError as err:
+        raise _fail(str(err)) from None
+    varying = ", ".join(the_plan.varying) or "nothing"
+    if dry_run:
+        for point in the_plan.points:
+            click.echo(f"{point.name}  " + " ".join(f"--set {item}" for item in point.overrides))
+        _say(f"nctui: sweep {the_plan.spec.name}: {len(the_plan.points)} points, varying {varying}; "
+             "dry run: nothing written")
+        return EXIT_OK
+    try:
+        sweep_dir, lock, manifest = create(the_plan, out)
+    except SweepDirError as err:
+        raise _fail(str(err), EXIT_FAILED) from None
+    _say(f"nctui: sweep {sweep_dir}: {len(the_plan.points)} points, varying {varying}")
+    threads = default_threads(the_plan.base_config["train"]["threads"], jobs)
+    return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads)
+
+
+def _all_tasks(manifest: dict) -> list:
+    from nctui.sweep.executors import Task
+    from nctui.sweep.state import START
+
+    return [Task(index=i, point=p, action=START) for i, p in enumerate(manifest["points"])]
+
+
+def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: str | None) -> int:
+    from nctui.config import ConfigError
+    from nctui.store.sweepdir import SweepBusyError, SweepDirError
+    from nctui.sweep.engine import default_threads, prepare_resume
+    from nctui.sweep.state import KEEP
+
+    try:
+        resumption = prepare_resume(sweep_dir)
+    except SweepBusyError as err:
+        raise _fail(str(err), EXIT_FAILED) from None
+    except (SweepDirError, ConfigError) as err:
+        raise _fail(str(err)) from None
+    manifest, states = resumption.manifest, resumption.states
+    if dry_run:
+        for point, state in zip(manifest["points"], states):
+            action = "untouched" if state.action == KEEP else state.action
+            click.echo(f"{point['name']}  {state.status}  {action}" + (f" ({state.detail})" if state.detail else ""))
+        resumption.lock.release()
+        _say(f"nctui: sweep {sweep_dir}: dry run: nothing changed")
+        return EXIT_OK
+    for point, state in zip(manifest["points"], states):
+        if state.detail and state.action != KEEP:
+            _say(f"nctui: sweep: {point['name']} {state.status}: {state.detail}")
+    tasks = resumption.tasks
+    try:
+        resumption.clear_restarts()
+    except (OSError, SweepDirError) as err:
+        resumption.lock.release()
+        raise _fail(str(err), EXIT_FAILED) from None
+    _say(f"nctui: sweep {sweep_dir}: {len(manifest['points']) - len(tasks)} points finished, {len(tasks)} to run")
+    threads = default_threads(resumption.base.train.threads, jobs)
+    return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads)
+
+
+def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, executor: str, device: str | None,
+             threads: int | None) -> int:
+    """Run or print the tasks, holding the sweep's lock; then say how the sweep stands."""
+    from nctui.store.sweepdir import SweepDirError
+    from nctui.sweep.executors import print_commands, run_local
+    from nctui.sweep.progress import Row, counts
+
+    try:
+        if executor == "print":
+            print_commands(sweep_dir, manifest, tasks, device, threads, sys.stdout)
+            _say(f"nctui: sweep {sweep_dir}: {len(tasks)} commands printed; afterwards `nctui sweep --resume "
+                 f"{sweep_dir}` reruns whatever they left unfinished")
+            return EXIT_OK
+        display = _display(sweep_dir.name)
+        try:
+            code = run_local(sweep_dir, manifest, tasks, jobs, device, threads, display)
+        except SweepDirError as err:   # sweep.json could not be updated (disk full?): the runs were stopped
+            raise _fail(f"{err}; resume the sweep once that is fixed: nctui sweep --resume {sweep_dir}",
+                        EXIT_FAILED) from None
+    finally:
+        lock.release()
+    rows = [Row(index=i, name=p["name"], status=p["status"]) for i, p in enumerate(manifest["points"])]
+    _say(f"nctui: sweep {sweep_dir}: {counts(rows)}")
+    if code != EXIT_OK:
+        _say(f"nctui: sweep: resume it with: nctui sweep --resume {sweep_dir}")
+    return code
+
+
+def _display(title: str):
+    """A live table on a terminal, plain lines otherwise (both on stderr)."""
+    from rich.console import Console
+
+    from nctui.sweep.progress import LiveDisplay, PlainDisplay
+
+    if sys.stderr.isatty():
+        return LiveDisplay(Console(stderr=True), title)
+    return PlainDisplay(sys.stderr)
