@@ -3,7 +3,7 @@ the two pilot helpers every TUI test uses.
 
 Three hidden layers and a classifier, C = 10, 20 step records, 9 evaluations at steps
 0, 50, ..., 400 in which every METRICS.md quantity moves smoothly the way the theory says
-(collapse metrics fall, ranks fall, bounds fall from about 2^10 to below 1), then a final
+(collapse metrics fall, ranks fall, gap bounds fall from about 2^10 to below 1), then a final
 snapshot and an end record.
 """
 
@@ -85,7 +85,7 @@ def eval_record(index: int) -> EvalRecord:
     first = index == 0
     test_err = 0.9 - 0.85 * t
     train_err = 0.9 - 0.88 * t
-    bound = 2 ** (10 - 11 * t)
+    gap_bound, err_gamma = 2 ** (9.6 - 10 * t), 1.0 - 0.7 * t
     norm_q = quantiles(t)
     return EvalRecord(
         step=step, epoch=step / STEPS_PER_EPOCH, elapsed=step * SECONDS_PER_STEP + index * 0.5,
@@ -105,10 +105,21 @@ def eval_record(index: int) -> EvalRecord:
                "output_jitter": None if first else 1e-2 * (1 - 0.6 * t)},
         margins={"min": norm_q[0] * 8, "mean": norm_q[3] * 8, "quantiles": [q * 8 for q in norm_q],
                  "normalized_min": norm_q[0], "normalized_mean": norm_q[3], "normalized_quantiles": norm_q,
-                 "err_gamma": 1.0 - 0.7 * t},
-        bounds={"bound_dense": bound, "bound_local": None, "test_error": test_err, "train_error": train_err,
-                "gap": test_err - train_err, "rho": 4.0 + 8 * t, "rho_over_sqrt_m": (4.0 + 8 * t) / math.sqrt(2000)},
+                 "err_gamma": err_gamma},
+        bounds={"bound_dense": err_gamma + gap_bound, "bound_local": None, "test_error": test_err,
+                "train_error": train_err, "gap": test_err - train_err, "rho": 4.0 + 8 * t,
+                "rho_over_sqrt_m": (4.0 + 8 * t) / math.sqrt(2000),
+                "gap_bound_dense": gap_bound, "gap_bound_local": None, "err_gamma": err_gamma,
+                "err_gamma_samples": 2000, "rho_tilde": 4.0 + 8 * t, "audit": audit(t)},
     )
+
+
+def audit(t: float) -> dict:
+    """The bounds audit of an FC net (no local terms), growing with the norms as training goes."""
+    return {"convention": "nctui", "m": 2000, "gamma": 1.0, "delta": 1e-3, "num_layers": len(LAYERS),
+            "kernel_areas": [], "log_term_dense": len(LAYERS) * math.log(2) + math.log(C), "log_term_local": None,
+            "data_term_dense": 1250.0, "data_term_local": None, "confidence_dense": 0.11 + 0.02 * t,
+            "confidence_local": None}
 
 
 def final_records(status: str = "completed", step: int = TOTAL_STEPS) -> list[Record]:

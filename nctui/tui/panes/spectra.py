@@ -14,15 +14,27 @@ from nctui.tui.state import View, value_at
 from nctui.tui.widgets.bars import sparkline
 from nctui.tui.widgets.plot import DIM_COLOR, PALETTE, Line, PlotData, Plot, Series, layer_color
 
-DEFAULT_TOL = 1e-3
 RANKS = (("rank", "rank"), ("stable_rank", "stable 1/σ₁²"), ("effective_rank", "effective e^H(p)"))
 TOL_COLOR = "#ff5f5f"
+CLASSES_COLOR = "#5f875f"
+NOT_BINDING = "not binding"
 
 
-def rank_tol(view: View) -> float:
-    """The singular-value threshold of `rank` (monitor.rank_tol in the run's config)."""
+def rank_tol(view: View) -> float | None:
+    """The singular-value threshold of `rank`: monitor.rank_tol in the run's config, None when
+    the run does not say (no line is drawn then rather than a guessed one)."""
     tol = num(view.state.config("monitor", "rank_tol"))
-    return tol if tol is not None and tol > 0 else DEFAULT_TOL
+    return tol if tol is not None and tol > 0 else None
+
+
+def ceiling_text(view: View, k: int) -> str:
+    """Layer k's rank ceiling, or "not binding" when it is >= min(out, in) (the number of its
+    singular values): a ceiling above the matrix's own size says nothing (METRICS.md)."""
+    ceiling = num(value_at(view.current, "layers", k, "rank_ceiling"))
+    sv = value_at(view.current, "layers", k, "sv")
+    if ceiling is not None and isinstance(sv, list) and sv and ceiling >= len(sv):
+        return NOT_BINDING
+    return fmt_num(ceiling)
 
 
 def spectrum(sv: object, classes: int, color: str) -> list[Series]:
@@ -37,11 +49,13 @@ def spectrum(sv: object, classes: int, color: str) -> list[Series]:
 class SpectraPane(Pane):
     TITLE = "Spectra"
     HELP = (
-        ("σ_i", "singular values of W_k/‖W_k‖_F (Σσ² = 1); red line: rank tolerance; top C brighter"),
+        ("σ_i", "singular values of W_k/‖W_k‖_F (Σσ² = 1); red line: rank tolerance (monitor.rank_tol); top C brighter"),
         ("rank", "number of σ_i above the tolerance (monitor.rank_tol)"),
         ("stable, effective", "stable rank 1/σ₁²; effective rank exp(−Σ p log p), p = σ/Σσ"),
         ("top-C energy", "Σ_{i≤C} σ_i²: the share of the layer in a C-dimensional subspace"),
-        ("ceiling", "B·m·log(2/ε)/(lr·wd): the rank SGD+WD can hold — a ceiling, not a prediction"),
+        ("ceiling", "B·m·log(2/ε)/(lr·wd): the rank SGD+WD can hold — a ceiling, not a prediction; "
+                    "'not binding' when it is ≥ min(out, in)"),
+        ("C−1", "the line in the rank plot: the rank of the centred class means, a simplex in C−1 dimensions"),
         ("align", "alignment of W_k's top right singular vectors with the class means of its input; 1 = aligned"),
     )
 
@@ -58,13 +72,15 @@ class SpectraPane(Pane):
         name = view.layer_name(k)
         tol = rank_tol(view)
         sv = value_at(view.current, "layers", k, "sv")
-        classes = view.state.num_classes or 1
+        classes = int(num(view.state.num_classes) or 1)
+        tol_line = [Line(tol, TOL_COLOR, label=f"tol {fmt_num(tol)}")] if tol is not None else []
         self.query_one("#sp-sv", Plot).show(
-            PlotData(spectrum(sv, classes, layer_color(k)), [Line(tol, TOL_COLOR, label=f"tol {fmt_num(tol)}")]),
+            PlotData(spectrum(sv, classes, layer_color(k)), tol_line),
             title=f"σ_i/‖W‖_F  {name} {k + 1}/{max(count, 1)}  (log)")
+        c_line = [Line(classes - 1, CLASSES_COLOR, label="C−1")] if classes >= 2 else []
         self.query_one("#sp-rank", Plot).show(plot_data(view, [
             series(view, label, PALETTE[i], "layers", k, key) for i, (key, label) in enumerate(RANKS)
-        ]), title=f"ranks of {name}  (log)")
+        ], c_line), title=f"ranks of {name}  (log)")
         self.query_one("#sp-table", Static).update(self._table(view, k))
 
     def _table(self, view: View, selected: int) -> Table:
@@ -77,10 +93,12 @@ class SpectraPane(Pane):
         for k in range(view.layer_count()):
             history = [y for _, y in view.state.history("layers", k, "rank")[:upto]]
             style = "bold reverse" if k == selected else ""
+            ceiling = ceiling_text(view, k)
             table.add_row(
                 Text(view.layer_name(k), style=layer_color(k)),
                 *(fmt_num(value_at(current, "layers", k, key)) for key in
-                  ("rank", "stable_rank", "effective_rank", "top_c_energy", "alignment", "rank_ceiling")),
+                  ("rank", "stable_rank", "effective_rank", "top_c_energy", "alignment")),
+                Text(ceiling, style="dim" if ceiling == NOT_BINDING else ""),
                 Text(sparkline(history, 24), style=layer_color(k)),
                 style=style,
             )
@@ -101,5 +119,5 @@ class SpectraPane(Pane):
             item("top-C energy", "top_c_energy", "up"),
             item("align", "alignment", "up"),
             item("NC1", "nc1"),
-            metric("ceiling", value_at(view.current, "layers", k, "rank_ceiling"), good=None),
+            Text.assemble(("ceiling ", "dim"), (ceiling_text(view, k), "bold")),
         ]
