@@ -37,9 +37,7 @@ def load(args: argparse.Namespace) -> tuple[Config, Dataset]:
         path = PRESETS / f"{args.preset}.yaml"
     extra = (MNIST_FC_SYNTHETIC if args.synthetic_mnist else []) + args.overrides + [f"train.device={args.device}"]
     cfg = load_config(path, extra)
-    d = cfg.data
-    data = load_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed, train_size=d.train_size,
-                        test_size=d.test_size, normalize=d.normalize, synthetic=d.synthetic, progress=False)
+    data = load_dataset(cfg.data, cfg.seed, progress=False)
     return cfg, data
 
 

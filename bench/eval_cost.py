@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg, data = load(args)
     device = torch.device(args.device)
-    trainer = Trainer(cfg, data, device, "eval-cost", lambda record: None)
+    trainer = Trainer(cfg, data, device, "eval-cost")
     evaluator, model = trainer.evaluator, trainer.model
     if evaluator is None:
         parser.error("monitoring is off in this config")

@@ -41,6 +41,7 @@ from nctui.data import Dataset
 from nctui.models.networks import build_model
 from nctui.records import EvalRecord, Record, StepRecord
 from nctui.store.rundir import RunWriter, new_run_dir
+from nctui.train.sink import Tee
 from nctui.train.trainer import Progress, Trainer, eval_schedule
 
 VARIANTS = ("plain", "nctui", "monitored", "tui")
@@ -50,9 +51,7 @@ def plain_seconds(cfg: Config, data: Dataset, device: torch.device, steps: int) 
     """Wall seconds of `steps` steps of the hand-written loop (set up before the clock starts)."""
     torch.manual_seed(cfg.seed)
     m, t = cfg.model, cfg.train
-    model = build_model(m.kind, input_shape=tuple(data.train_x.shape[1:]), num_classes=data.num_classes,
-                        width=m.width, depth=m.depth, channels=m.channels, kernel=m.kernel, stride=m.stride,
-                        weight_norm_on=m.weight_norm, bias=m.bias).to(device)
+    model = build_model(m, tuple(data.train_x.shape[1:]), data.num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     x = data.train_x.to(device)
     y = F.one_hot(data.train_y, data.num_classes).float().mul(t.target_scale).to(device)
@@ -83,49 +82,42 @@ def trainer_run(cfg: Config, data: Dataset, device: torch.device, start: int, st
     each evaluation are appended to `evals`.
     """
     with tempfile.TemporaryDirectory() as out:
-        run_dir = new_run_dir(out, cfg.name)
+        run_dir = new_run_dir(out, cfg.name, {"config": cfg.to_dict()})
         writer = RunWriter(run_dir)
         control = Control()
 
-        def emit(record: Record) -> None:
-            writer.write(record)
+        def watch(record: Record) -> None:
             if isinstance(record, EvalRecord) and record.eval_seconds is not None:
                 evals.append(record.eval_seconds)
             if isinstance(record, StepRecord) and record.step >= start + steps:
                 control.request_stop("bench window done")
 
-        trainer = Trainer(cfg, data, device, run_dir.name, emit, control)
+        trainer = Trainer(cfg, data, device, run_dir.name, control)
         if start:   # begin mid-run: past the early evaluations, into the steady cadence
             trainer.progress, trainer.resumed_from = Progress(step=start), start
-        seconds = _with_tui(trainer) if tui else _timed_run(trainer)
+        sink = Tee(writer, watch)
+        seconds = _with_tui(trainer, sink) if tui else _timed_run(trainer, sink)
         writer.close()
         return trainer.progress.step - start, seconds, trainer.train_step.describe()
 
 
-def _timed_run(trainer: Trainer) -> float:
+def _timed_run(trainer: Trainer, sink: Tee) -> float:
     started = time.perf_counter()
-    end = trainer.run()
+    end = trainer.run(sink)
     synchronize(trainer.device)
     if end.status not in ("completed", "stopped"):
         raise RuntimeError(f"the trainer {end.status}: {end.reason}")
     return time.perf_counter() - started
 
 
-def _with_tui(trainer: Trainer) -> float:
+def _with_tui(trainer: Trainer, sink: Tee) -> float:
     """The trainer as `nctui run` drives it live: in the app's feed thread, records to both."""
     from nctui.tui.app import NctuiApp
 
     result: dict[str, float] = {}
 
-    def feed(emit: Callable[[Record], None]) -> None:
-        write = trainer.emit
-
-        def both(record: Record) -> None:
-            write(record)
-            emit(record)
-
-        trainer.emit = both
-        result["seconds"] = _timed_run(trainer)
+    def feed(show: Callable[[Record], None]) -> None:
+        result["seconds"] = _timed_run(trainer, Tee(sink, show))
 
     app = NctuiApp(feed, control=trainer.control, mode="live", title=trainer.run_name)
 
@@ -156,7 +148,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}")
 
-    total = Trainer(_without_monitoring(cfg), data, device, "probe", lambda record: None).total_steps
+    total = Trainer(_without_monitoring(cfg), data, device, "probe").total_steps
     every = cfg.monitor.eval_every
     start, steps = (0, total) if total <= args.max_full else (2 * every, 2 * every)
     steps = args.steps or steps

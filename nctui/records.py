@@ -13,11 +13,22 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, TypedDict, Union
 
 SCHEMA_VERSION = 1
+# How a run draws its random numbers (nctui.data.seeding): recorded in run.json; a resume under
+# another scheme would not replay the same batches, so it is refused.
+RNG_SCHEME = "sha256(seed:purpose)/v2"
+
+# Exit codes of every nctui command (DESIGN.md).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+# How a run ends (EndRecord.status) and the exit code each gives `nctui run`.
+END_STATUSES = ("completed", "stopped", "diverged", "failed")
+# Levels of the margin quantiles (margins.quantiles and margins.normalized_quantiles).
+QUANTILE_LEVELS = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 # a run directory's name or a file name inside one: one path component, no separators, not hidden
-PLAIN_NAME = re.compile(r"\w[\w .+-]*")
+PLAIN_NAME = re.compile(r"\w[\w .+=-]*")
 
 
 @dataclass
@@ -53,26 +64,131 @@ class StepRecord:
     type: str = "step"
 
 
+# --- the eval-record groups: the one vocabulary of what an evaluation measures -----------------
+# At run time the groups are plain dicts (they come from JSON as often as from the evaluator);
+# these TypedDicts name every key once. tests/test_record_contract.py ties them to the
+# evaluator's output, to what the panes read and to docs/records.md. Numbers may be None
+# (not finite, or not defined for this model).
+
+Num = Optional[float]
+
+
+class TrainGroup(TypedDict):
+    loss: Num          # mean square loss on the evaluation probe (a class-balanced training subset)
+    acc: Num           # accuracy on the probe
+    samples: int       # probe size
+
+
+class TestGroup(TypedDict):
+    loss: Num          # mean square loss on the test set
+    acc: Num           # test accuracy
+
+
+class GeometryGroup(TypedDict):
+    nc1: Num
+    nc1_trace_ratio: Num
+    cdnv: Num
+    nc2_equinorm_m: Num
+    nc2_equinorm_w: Num
+    nc2_equiangular: Num
+    nc2_etf_error: Num
+    nc3: Num
+    nc4: Num
+    cosine: list[list[Num]]      # C x C cosines of the centred class means
+    mean_norms: list[Num]        # ||mu_c - mu_G||
+    classifier_norms: list[Num]  # ||w_c||
+
+
+class LayerGroup(TypedDict):
+    name: str
+    rho: Num                 # ||W_k||_F
+    sv: list[Num]            # singular values of W_k / ||W_k||_F, descending
+    rank: Optional[int]
+    stable_rank: Num
+    effective_rank: Num
+    top_c_energy: Num
+    rank_ceiling: Num
+    nc1: Num                 # of the layer's output; None for the classifier
+    nc1_trace_ratio: Num
+    alignment: Num           # None for conv layers
+    drift: Num               # per step, since the previous evaluation
+    rho_jitter: Num
+
+
+class NoiseGroup(TypedDict):
+    grad_noise: Num
+    noise_scale: Num
+    noise_batches: Optional[int]   # K minibatches behind grad_noise and noise_scale
+    noise_samples: Optional[int]   # n samples behind the full gradient
+    output_jitter: Num
+
+
+class MarginsGroup(TypedDict):
+    min: Num
+    mean: Num
+    quantiles: list[Num]              # at QUANTILE_LEVELS
+    normalized_min: Num
+    normalized_mean: Num
+    normalized_quantiles: list[Num]
+
+
+class BoundsAudit(TypedDict):
+    convention: str          # nctui | authors
+    m: int
+    gamma: float
+    delta: float
+    num_layers: int
+    kernel_areas: list[int]
+    log_term_dense: Num
+    log_term_local: Num
+    data_term_dense: Num
+    data_term_local: Num
+    confidence_dense: Num
+    confidence_local: Num
+
+
+class BoundsGroup(TypedDict):
+    gap_bound_dense: Num     # bounds test error - err_gamma (what the authors plot against the gap)
+    gap_bound_local: Num     # CNNs only
+    bound_dense: Num         # err_gamma + gap_bound_dense: a bound on the test error
+    bound_local: Num
+    err_gamma: Num           # fraction of training samples with margin <= gamma
+    err_gamma_samples: Optional[int]
+    test_error: Num
+    train_error: Num
+    gap: Num                 # test_error - train_error
+    rho: Num
+    rho_tilde: Num
+    rho_over_sqrt_m: Num
+    audit: BoundsAudit
+
+
+# group name in EvalRecord -> its TypedDict (layers: each element)
+EVAL_GROUPS: dict[str, type] = {
+    "train": TrainGroup, "test": TestGroup, "geometry": GeometryGroup, "layers": LayerGroup,
+    "noise": NoiseGroup, "margins": MarginsGroup, "bounds": BoundsGroup,
+}
+
+
 @dataclass
 class EvalRecord:
     """Everything METRICS.md defines, measured at one evaluation.
 
-    Groups are plain dicts keyed as in METRICS.md; `layers` holds one dict per layer, input
-    to output (keys: name, rho, sv, rank, stable_rank, effective_rank, top_c_energy,
-    rank_ceiling, nc1, nc1_trace_ratio, alignment, drift, rho_jitter).
+    Groups are plain dicts keyed as the TypedDicts above say (EVAL_GROUPS); `layers` holds
+    one LayerGroup per layer, input to output.
     """
 
     step: int
     epoch: float
     elapsed: float
     eval_seconds: float | None = None          # wall time this evaluation took
-    train: dict = field(default_factory=dict)  # loss, acc on the probe; err = 1 - acc
-    test: dict = field(default_factory=dict)   # loss, acc on the test set
-    geometry: dict = field(default_factory=dict)  # nc1 ... nc4, cosine (C x C), mean_norms, classifier_norms
-    layers: list[dict] = field(default_factory=list)
-    noise: dict = field(default_factory=dict)  # grad_noise, noise_scale, output_jitter
-    margins: dict = field(default_factory=dict)  # min, mean, quantiles, normalized_*, err_gamma
-    bounds: dict = field(default_factory=dict)  # bound_dense, bound_local, test_error, train_error, gap, rho, rho_over_sqrt_m
+    train: TrainGroup = field(default_factory=dict)
+    test: TestGroup = field(default_factory=dict)
+    geometry: GeometryGroup = field(default_factory=dict)
+    layers: list[LayerGroup] = field(default_factory=list)
+    noise: NoiseGroup = field(default_factory=dict)
+    margins: MarginsGroup = field(default_factory=dict)
+    bounds: BoundsGroup = field(default_factory=dict)
     type: str = "eval"
 
 
@@ -98,12 +214,58 @@ class EndRecord:
     type: str = "end"
 
 
+@dataclass
+class Checkpoint:
+    """A run at one step, as a snapshot holds it: what the trainer hands its sink and restores from.
+
+    `tensors` are named CPU torch tensors (`model.*`, `optim.*`, `weights.*`, `resume.*`,
+    `eval.*`; the trainer's `slots` declare them); the rest is JSON-able metadata. The store
+    writes and reads Checkpoints and knows nothing of the trainer.
+    """
+
+    step: int
+    epoch: float
+    reason: str                   # periodic | final | user
+    run: str                      # run directory name
+    config: dict                  # the resolved config
+    tensors: dict[str, Any]       # name -> torch.Tensor (CPU)
+    resume: dict                  # step, elapsed, steps_since_log, prev_step
+    eval: EvalRecord | None = None  # the newest evaluation, whose arrays the snapshot also keeps
+
+
 Record = Union[StartRecord, StepRecord, EvalRecord, SnapshotRecord, EndRecord]
 RECORD_TYPES: dict[str, type] = {
     "start": StartRecord, "step": StepRecord, "eval": EvalRecord,
     "snapshot": SnapshotRecord, "end": EndRecord,
 }
-END_STATUSES = ("completed", "stopped", "diverged", "failed")
+
+
+def exit_code_for(status: str, stop_code: int = EXIT_OK) -> int:
+    """The exit code of a run that ended with `status`; a stopped run exits with `stop_code`
+    (0 for `q`, 130 for Ctrl+C, 143 for SIGTERM)."""
+    return {"diverged": EXIT_DIVERGED, "failed": EXIT_FAILED, "stopped": stop_code}.get(status, EXIT_OK)
+
+
+def supersedes(start: Record, record: Record) -> bool:
+    """Whether a resumed segment's `start` record supersedes an earlier `record` of the same run:
+    every step, eval and snapshot record past the step it resumed from, and every end record."""
+    resumed_from = getattr(start, "resumed_from", None) if start.type == "start" else None
+    if not isinstance(resumed_from, int) or record.type == "start":
+        return False
+    if record.type == "end":
+        return True
+    step = getattr(record, "step", None)
+    return not isinstance(step, (int, float)) or step > resumed_from
+
+
+def splice(records: list[Record]) -> list[Record]:
+    """A run's records as the run continued: each resumed segment drops what it supersedes."""
+    kept: list[Record] = []
+    for record in records:
+        if record.type == "start":
+            kept = [r for r in kept if not supersedes(record, r)]
+        kept.append(record)
+    return kept
 
 
 def finite_or_none(value: Any) -> Any:

@@ -26,7 +26,7 @@ def fake_run(run_dir: Path, records: list) -> Path:
     write_run_json(run_dir, {"name": run_dir.name, "config": {}})
     writer = RunWriter(run_dir)
     for record in records:
-        writer.write(record)
+        writer.record(record)
     writer.close()
     return run_dir
 
@@ -62,8 +62,8 @@ def test_ls_of_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     ([], "give CONFIG (a YAML file or preset name) for a new run, or --resume RUN_DIR to continue one"),
     (["quickstart", "--resume", "x"], ", not both"),
     (["--resume", "x", "--set", "train.lr=0.1"], "--set train.lr: cannot be changed when resuming"),
-    (["--resume", "x", "--name", "y"], "--name and --out do not apply to --resume"),
-    (["--resume", "x", "--out", "y"], "--name and --out do not apply to --resume"),
+    (["--resume", "x", "--name", "y"], "--name, --out and --run-dir do not apply to --resume"),
+    (["--resume", "x", "--out", "y"], "--name, --out and --run-dir do not apply to --resume"),
     (["--resume", "nowhere"], "nowhere: not a run directory (no such directory)"),
 ])
 def test_run_usage_errors(args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,21 +111,21 @@ def test_open_errors_name_the_file(finished: Path, tmp_path: Path) -> None:
 def test_train_threads_sets_torch_threads_and_auto_leaves_a_core_to_the_tui(tmp_path: Path, monkeypatch) -> None:
     import torch
 
-    from nctui import cli
+    from nctui import runner
 
     before = torch.get_num_threads()
     try:
         tiny_run(tmp_path, train__threads=2)
         assert torch.get_num_threads() == 2
         torch.set_num_threads(1)
-        cli._set_threads(0, headless=True)        # auto, headless: torch's own choice stands
+        runner.set_threads(0, headless=True)        # auto, headless: torch's own choice stands
         assert torch.get_num_threads() == 1
         torch.set_num_threads(4)
         monkeypatch.setattr(os, "cpu_count", lambda: 4)
-        cli._set_threads(0, headless=False)       # auto beside the TUI: one core fewer
+        runner.set_threads(0, headless=False)       # auto beside the TUI: one core fewer
         assert torch.get_num_threads() == 3
         monkeypatch.setattr(os, "cpu_count", lambda: 1)
-        cli._set_threads(0, headless=False)       # never below one
+        runner.set_threads(0, headless=False)       # never below one
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nctui.config import DataConfig
 from nctui.data import DataError, load_dataset, sources
 from nctui.data.cifar import MEMBER_DIR, MEMBERS, TEST_BATCH, TRAIN_BATCHES, read_batch
 
@@ -70,7 +71,7 @@ def test_read_batch_channel_major(tmp_path: Path) -> None:
 
 def test_load_from_archive(tmp_path: Path, small_cifar: sources.CifarSource) -> None:
     batches = make_archive(tmp_path / "cifar10" / "cifar-10-binary.tar.gz")
-    data = load_dataset("cifar10", root=str(tmp_path), download=False, seed=0, normalize=False)
+    data = load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False, normalize=False), seed=0)
     assert data.train_x.shape == (5 * PER_BATCH, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
     train_images = torch.cat([batches[name][1] for name in TRAIN_BATCHES])
     assert torch.equal(data.train_x, train_images / 255)
@@ -83,7 +84,7 @@ def test_load_from_archive(tmp_path: Path, small_cifar: sources.CifarSource) -> 
 
 def test_normalised_per_channel(tmp_path: Path, small_cifar: sources.CifarSource) -> None:
     make_archive(tmp_path / "cifar10" / "cifar-10-binary.tar.gz")
-    data = load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+    data = load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert len(data.preprocessing["normalize"]["mean"]) == 3
     mean = data.train_x.mean(dim=(0, 2, 3))
     std = data.train_x.std(dim=(0, 2, 3), correction=0)
@@ -94,7 +95,7 @@ def test_normalised_per_channel(tmp_path: Path, small_cifar: sources.CifarSource
 def test_hostile_members_never_extracted(tmp_path: Path, small_cifar: sources.CifarSource) -> None:
     root = tmp_path / "deep" / "root"
     batches = make_archive(root / "cifar10" / "cifar-10-binary.tar.gz", hostile=True)
-    data = load_dataset("cifar10", root=str(root), download=False, seed=0, normalize=False)
+    data = load_dataset(DataConfig(name="cifar10", root=str(root), download=False, normalize=False), seed=0)
     assert not [p for p in tmp_path.rglob("evil*")]
     first = root / "cifar10" / MEMBER_DIR / "data_batch_1.bin"
     assert not first.is_symlink() and first.read_bytes() == batches["data_batch_1.bin"][0]
@@ -105,7 +106,7 @@ def test_archive_missing_member(tmp_path: Path, small_cifar: sources.CifarSource
     archive = tmp_path / "cifar10" / "cifar-10-binary.tar.gz"
     make_archive(archive, skip="data_batch_3.bin")
     with pytest.raises(DataError, match=f"lacks {MEMBER_DIR}/data_batch_3.bin") as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert str(archive) in str(err.value)
 
 
@@ -114,7 +115,7 @@ def test_garbage_archive_names_file(tmp_path: Path, small_cifar: sources.CifarSo
     archive.parent.mkdir()
     archive.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
     with pytest.raises(DataError, match="not a readable tar.gz archive") as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert str(archive) in str(err.value)
 
 
@@ -130,7 +131,7 @@ def test_truncated_batch(tmp_path: Path, small_cifar: sources.CifarSource) -> No
     test_batch = _extracted(tmp_path) / TEST_BATCH
     test_batch.write_bytes(test_batch.read_bytes()[:-100])
     with pytest.raises(DataError, match="not a whole number of 3073-byte records") as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert str(test_batch) in str(err.value)
 
 
@@ -138,19 +139,19 @@ def test_wrong_record_count(tmp_path: Path, small_cifar: sources.CifarSource) ->
     batch = _extracted(tmp_path) / "data_batch_2.bin"
     batch.write_bytes(make_batch(9, n=3)[0])
     with pytest.raises(DataError, match="3 records, expected 4") as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert str(batch) in str(err.value)
 
 
 def test_real_count_demanded_by_default(tmp_path: Path) -> None:
     _extracted(tmp_path)
     with pytest.raises(DataError, match="4 records, expected 10000"):
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
 
 
 def test_missing_offline(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=False), seed=0)
     assert str(err.value).startswith(
         "CIFAR-10 not found: put cifar-10-binary.tar.gz (from "
         "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz) or its extracted "
@@ -164,8 +165,7 @@ def test_download_then_extract(tmp_path: Path, small_cifar: sources.CifarSource,
     md5 = hashlib.md5(served.read_bytes()).hexdigest()
     monkeypatch.setattr(sources, "CIFAR10",
                         dataclasses.replace(small_cifar, urls=(served.as_uri(),), md5=md5))
-    data = load_dataset("cifar10", root=str(tmp_path / "root"), download=True, seed=0,
-                        progress=False)
+    data = load_dataset(DataConfig(name="cifar10", root=str(tmp_path / "root"), download=True), seed=0, progress=False)
     kept = tmp_path / "root" / "cifar10" / "cifar-10-binary.tar.gz"
     assert kept.read_bytes() == served.read_bytes()
     assert torch.equal(data.test_y, batches[TEST_BATCH][2])

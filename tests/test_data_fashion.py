@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nctui.config import DataConfig
 from nctui.data import load_dataset, sources
 
 SYSTEM_DIR = sources.IDX_SOURCES["fashion_mnist"].system_dir
@@ -19,8 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_real_fashion_mnist(tmp_path: Path) -> None:
     start = time.perf_counter()
-    data = load_dataset("fashion_mnist", root=str(tmp_path), download=False, seed=0,
-                        progress=False)
+    data = load_dataset(DataConfig(name="fashion_mnist", root=str(tmp_path), download=False), seed=0, progress=False)
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nctui.config import DataConfig
 from nctui.data import DataError, load_dataset, read_idx, sources
 from nctui.data.idx import read_idx_split
 
@@ -134,7 +135,7 @@ def test_wrong_count_for_the_real_set(tmp_path: Path) -> None:
 @pytest.mark.parametrize("raw_names", [False, True])
 def test_load_from_root(tmp_path: Path, small_mnist: sources.IdxSource, raw_names: bool) -> None:
     tensors = write_set(tmp_path / "mnist", raw_names=raw_names)
-    data = load_dataset("mnist", root=str(tmp_path), download=False, seed=0, progress=False)
+    data = load_dataset(DataConfig(name="mnist", root=str(tmp_path), download=False), seed=0, progress=False)
     train_x, train_y, test_x, test_y = tensors.values()
     assert data.train_x.shape == (TRAIN_N, 1, 28, 28) and data.train_x.dtype == torch.float32
     assert torch.equal(data.train_y, train_y.long()) and torch.equal(data.test_y, test_y.long())
@@ -155,8 +156,7 @@ def test_load_from_root(tmp_path: Path, small_mnist: sources.IdxSource, raw_name
 def test_subset_is_balanced_and_seeded(tmp_path: Path, small_mnist: sources.IdxSource) -> None:
     write_set(tmp_path / "mnist")
     def load(seed: int):
-        return load_dataset("mnist", root=str(tmp_path), download=False, seed=seed,
-                            train_size=20, test_size=10, normalize=False)
+        return load_dataset(DataConfig(name="mnist", root=str(tmp_path), download=False, train_size=20, test_size=10, normalize=False), seed=seed)
     a, b, c = load(0), load(0), load(1)
     assert torch.bincount(a.train_y).tolist() == [2] * 10
     assert torch.bincount(a.test_y).tolist() == [1] * 10
@@ -164,14 +164,14 @@ def test_subset_is_balanced_and_seeded(tmp_path: Path, small_mnist: sources.IdxS
     assert a.preprocessing["normalize"] is None and float(a.train_x.max()) <= 1.0
     assert a.preprocessing["subset"]["train_size"] == 20
     with pytest.raises(DataError, match="train_size = 41"):
-        load_dataset("mnist", root=str(tmp_path), download=False, seed=0, train_size=41)
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path), download=False, train_size=41), seed=0)
 
 
 def test_root_from_environment(tmp_path: Path, small_mnist: sources.IdxSource,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     write_set(tmp_path / "env" / "mnist")
     monkeypatch.setenv("NCTUI_DATA", str(tmp_path / "env"))
-    assert load_dataset("mnist", root=None, download=False, seed=0).train_y.numel() == TRAIN_N
+    assert load_dataset(DataConfig(name="mnist", root=None, download=False), seed=0).train_y.numel() == TRAIN_N
 
 
 def test_system_copy_used_after_root(tmp_path: Path, small_mnist: sources.IdxSource,
@@ -179,7 +179,7 @@ def test_system_copy_used_after_root(tmp_path: Path, small_mnist: sources.IdxSou
     write_set(tmp_path / "system")
     monkeypatch.setitem(sources.IDX_SOURCES, "mnist",
                         dataclasses.replace(small_mnist, system_dir=tmp_path / "system"))
-    data = load_dataset("mnist", root=str(tmp_path / "root"), download=False, seed=0)
+    data = load_dataset(DataConfig(name="mnist", root=str(tmp_path / "root"), download=False), seed=0)
     first = data.preprocessing["source"]["files"][0]["path"]
     assert first.startswith(str((tmp_path / "system").resolve()))
 
@@ -187,7 +187,7 @@ def test_system_copy_used_after_root(tmp_path: Path, small_mnist: sources.IdxSou
 def test_missing_offline_lists_files_and_directory(tmp_path: Path,
                                                    small_mnist: sources.IdxSource) -> None:
     with pytest.raises(DataError) as err:
-        load_dataset("mnist", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path), download=False), seed=0)
     message = str(err.value)
     assert message.startswith("MNIST not found: put train-images-idx3-ubyte.gz, "
                               "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
@@ -201,14 +201,14 @@ def test_missing_offline_mentions_system_copy(tmp_path: Path, small_mnist: sourc
     monkeypatch.setitem(sources.IDX_SOURCES, "mnist",
                         dataclasses.replace(small_mnist, system_dir=tmp_path / "system"))
     with pytest.raises(DataError, match="also looked in .*system"):
-        load_dataset("mnist", root=str(tmp_path / "root"), download=False, seed=0)
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path / "root"), download=False), seed=0)
 
 
 def test_missing_offline_lists_only_missing(tmp_path: Path, small_mnist: sources.IdxSource) -> None:
     write_set(tmp_path / "mnist")
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match=r"put t10k-labels-idx1-ubyte\.gz in ") as err:
-        load_dataset("mnist", root=str(tmp_path), download=False, seed=0)
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path), download=False), seed=0)
     assert "train-images" not in str(err.value)
 
 
@@ -229,7 +229,7 @@ def test_download_from_file_mirror(tmp_path: Path, small_mnist: sources.IdxSourc
                                    capfd: pytest.CaptureFixture[str]) -> None:
     tensors = _mirror(tmp_path, small_mnist, monkeypatch)
     root = tmp_path / "root"
-    data = load_dataset("mnist", root=str(root), download=True, seed=0, normalize=False)
+    data = load_dataset(DataConfig(name="mnist", root=str(root), download=True, normalize=False), seed=0)
     assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(sources.IDX_FILES)
     assert torch.equal(data.train_x[:, 0], tensors[sources.IDX_FILES[0]] / 255)
     captured = capfd.readouterr()
@@ -242,7 +242,7 @@ def test_download_wrong_checksum_keeps_nothing(tmp_path: Path, small_mnist: sour
     _mirror(tmp_path, small_mnist, monkeypatch, md5=expected)
     actual = hashlib.md5((tmp_path / "mirror" / sources.IDX_FILES[0]).read_bytes()).hexdigest()
     with pytest.raises(DataError) as err:
-        load_dataset("mnist", root=str(tmp_path / "root"), download=True, seed=0, progress=False)
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path / "root"), download=True), seed=0, progress=False)
     message = str(err.value)
     assert "train-images-idx3-ubyte.gz" in message
     assert f"expected md5 {'0' * 32}, got {actual}" in message

@@ -9,13 +9,14 @@ import time
 import pytest
 import torch
 
+from nctui.config import DataConfig
 from nctui.data import DataError, SyntheticSpec, load_dataset
-from nctui.data.dataset import balanced_subset
-from nctui.data.synthetic import make_synthetic, seeded_generator
+from nctui.data.seeding import balanced_indices, seeded_generator
+from nctui.data.synthetic import make_synthetic
 
 
 def synthetic(seed: int, **kwargs) -> object:
-    return load_dataset("synthetic", root=None, download=False, seed=seed, **kwargs)
+    return load_dataset(DataConfig(name="synthetic", root=None, download=False, **kwargs), seed=seed)
 
 
 def test_same_seed_identical_different_seed_different() -> None:
@@ -85,7 +86,7 @@ def test_bad_spec_names_field(field: str, value: float) -> None:
 
 def test_balanced_subset_fills_from_larger_classes() -> None:
     labels = torch.tensor([0] * 2 + [1] * 10 + [2] * 10)
-    keep = balanced_subset(labels, 11, 3, seeded_generator(0, "t"))
+    keep = balanced_indices(labels, 3, 11, seeded_generator(0, "t"))
     assert torch.bincount(labels[keep], minlength=3).tolist() == [2, 5, 4]
     assert torch.equal(keep, keep.sort().values) and keep.unique().numel() == 11
 
@@ -93,4 +94,4 @@ def test_balanced_subset_fills_from_larger_classes() -> None:
 def test_unknown_name() -> None:
     with pytest.raises(DataError, match="unknown data set 'imagenet': choose one of synthetic, "
                                         "mnist, fashion_mnist, cifar10"):
-        load_dataset("imagenet", root=None, download=False, seed=0)
+        load_dataset(DataConfig(name="imagenet", root=None, download=False), seed=0)

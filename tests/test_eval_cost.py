@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nctui.config import DataConfig
 from nctui import metrics
 from nctui.config import build_config
 from nctui.data import SyntheticSpec, load_dataset
@@ -18,9 +19,8 @@ def trainer(noise_batches: int = 4, steps: int = 6) -> Trainer:
                         "model": {"width": 12, "depth": 3},
                         "train": {"epochs": 1, "batch_size": 16, "device": "cpu"},
                         "monitor": {"probe_per_class": 0, "noise_batches": noise_batches}})
-    data = load_dataset("synthetic", root=None, download=False, seed=0, progress=False,
-                        synthetic=SyntheticSpec(train_per_class=16, test_per_class=4, num_classes=3))
-    t = Trainer(cfg, data, torch.device("cpu"), "t", lambda record: None)
+    data = load_dataset(DataConfig(name="synthetic", root=None, download=False, synthetic=SyntheticSpec(train_per_class=16, test_per_class=4, num_classes=3)), seed=0, progress=False)
+    t = Trainer(cfg, data, torch.device("cpu"), "t")
     for i in range(steps):
         t.train_step(torch.arange(16) + 16 * (i % 3))
     return t

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn.utils.parametrizations import weight_norm
 
-from nctui.config import build_config
+from nctui.config import DataConfig, ModelConfig, build_config
 from nctui.data import SyntheticSpec, load_dataset
 from nctui.models.networks import build_model, one_hot_targets
 from nctui.train.fast_step import CudaGraphStep, EagerStep, lean_weight_norm, make_step
@@ -25,8 +25,8 @@ def tiny(kind: str = "fc", device: str = "cpu", seed: int = 0):
     test) leaves torch's CUDA generator in capture mode, and any later CUDA draw in the process
     raises "Offset increment outside graph capture encountered unexpectedly"."""
     torch.manual_seed(seed)
-    model = build_model(kind, input_shape=(1, 6, 6), num_classes=3, width=8, depth=3, channels=[4, 4],
-                        kernel=2, stride=1).to(device)
+    model = build_model(ModelConfig(kind=kind, width=8, depth=3, channels=[4, 4], kernel=2, stride=1),
+                        (1, 6, 6), 3).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3)
     x = torch.randn(64, 1, 6, 6).to(device)
     targets = one_hot_targets(torch.arange(64, device=device) % 3, 3)
@@ -52,10 +52,9 @@ def test_cuda_graph_on_without_cuda_is_a_config_error() -> None:
         make_step(model, optimizer, x, targets, 16, "on")
     cfg = build_config({"data": {"synthetic": {"train_per_class": 8, "test_per_class": 2}},
                         "model": {"width": 8, "depth": 2}, "train": {"epochs": 1, "batch_size": 16, "cuda_graph": "on"}})
-    data = load_dataset("synthetic", root=None, download=False, seed=0,
-                        synthetic=SyntheticSpec(train_per_class=8, test_per_class=2), progress=False)
+    data = load_dataset(DataConfig(name="synthetic", root=None, download=False, synthetic=SyntheticSpec(train_per_class=8, test_per_class=2)), seed=0, progress=False)
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
-        Trainer(cfg, data, torch.device("cpu"), "t", lambda record: None)
+        Trainer(cfg, data, torch.device("cpu"), "t")
 
 
 @pytest.mark.parametrize("kind", ["fc", "cnn"])

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from nctui.cli import open_app, open_feed
-from nctui.records import Record
+from nctui.viewer import open_app, open_feed
+from nctui.records import Record, splice
 from nctui.store.rundir import RunWriter, read_records, write_run_json
-from nctui.store.snapshot import snapshot_name, splice_resumed
+from nctui.store.snapshot import snapshot_name
 from nctui.tui.app import NctuiApp
 from nctui.tui.widgets.heatmap import Heatmap
-from nctui.tui.widgets.strip import Strip
+from nctui.tui.widgets.item_row import ItemRow
 from run_fixtures import (SUBPROCESS_ENV, Terminal, nctui_command, one_thread,  # noqa: F401 - autouse
                           settings, tiny_run)
 from tui_fixtures import full_run, press, run_records, settle
@@ -34,13 +34,13 @@ def unfinished_run(run_dir: Path) -> Path:
     write_run_json(run_dir, {"name": run_dir.name, "config": {}})
     writer = RunWriter(run_dir)
     for record in run_records(200):
-        writer.write(record)
+        writer.record(record)
     writer.close()
     return run_dir
 
 
 def geometry_shown(app: NctuiApp) -> tuple[str, list]:
-    return app.query_one("#geometry .summary", Strip).render().plain, app.query_one(Heatmap).matrix
+    return app.query_one("#geometry .summary", ItemRow).render().plain, app.query_one(Heatmap).matrix
 
 
 async def test_open_replays_a_recorded_run_and_scrubbing_changes_the_panes(recorded: Path) -> None:
@@ -69,7 +69,7 @@ async def test_open_follows_a_run_still_being_written(tmp_path: Path) -> None:
         assert app.mode == "following" and app.state.end is None
         writer = RunWriter(run_dir)
         for record in full_run()[len(run_records(200)):]:
-            writer.write(record)
+            writer.record(record)
         writer.close()
         await settle(app, pilot)
         assert len(app.state.evals) == 9 and app.state.end.status == "completed"
@@ -101,7 +101,7 @@ def test_open_names_a_corrupt_snapshot_and_opens_the_rest(recorded: Path, tmp_pa
     assert warnings == [f"{bad}: corrupt header (not JSON)"]
     seen: list[Record] = []
     feed(seen.append)
-    assert seen == splice_resumed(read_records(recorded)) and seen[-1].type == "end"
+    assert seen == splice(read_records(recorded)) and seen[-1].type == "end"
 
 
 def test_follow_sees_new_evaluations_of_a_run_being_written(tmp_path: Path) -> None:

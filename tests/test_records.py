@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import threading
 import time
@@ -11,7 +12,8 @@ import pytest
 
 from nctui.records import (EndRecord, EvalRecord, RecordError, StartRecord, StepRecord, record_from_json,
                            record_to_json)
-from nctui.store.rundir import (RunDirError, RunWriter, ReadStats, follow_records, new_run_dir, read_records,
+from nctui.store.reader import RunReader
+from nctui.store.rundir import (RunDirError, RunWriter, ReadStats, new_run_dir, read_records,
                                 read_run_json, write_run_json)
 
 
@@ -55,12 +57,11 @@ def test_a_new_run_directory_is_readable_from_its_first_moment(tmp_path):
 
 
 def test_writer_reader_skip_torn_last_line(tmp_path):
-    run_dir = new_run_dir(tmp_path, "demo")
+    run_dir = new_run_dir(tmp_path, "demo", {"config": {}})
     assert run_dir.name.startswith("demo-") and run_dir.name.endswith("Z")
-    echoed = []
-    writer = RunWriter(run_dir, echo=echoed.append)
-    writer.write(_start())
-    writer.write(StepRecord(step=1, epoch=0.3, loss=0.5, lr=0.1, samples_per_s=10.0, elapsed=0.1))
+    writer = RunWriter(run_dir)
+    writer.record(_start())
+    writer.record(StepRecord(step=1, epoch=0.3, loss=0.5, lr=0.1, samples_per_s=10.0, elapsed=0.1))
     writer.close()
     with open(run_dir / "metrics.jsonl", "a") as handle:
         handle.write('{"type": "step", "step": 2, "ep')   # a kill in the middle of a line
@@ -68,7 +69,13 @@ def test_writer_reader_skip_torn_last_line(tmp_path):
     records = read_records(run_dir, stats)
     assert [r.type for r in records] == ["start", "step"]
     assert stats.skipped == 1 and "metrics.jsonl:3" in stats.first_error
-    assert len(echoed) == 2 and json.loads(echoed[1])["loss"] == 0.5
+    assert records[1].loss == 0.5
+    assert RunReader(run_dir).read().stats.skipped == 0   # written a moment ago: the line may still be coming
+    old = time.time() - 600
+    os.utime(run_dir / "metrics.jsonl", (old, old))
+    reader = RunReader(run_dir).read()   # nothing writes it any more: a torn line
+    assert [r.type for r in reader.records] == ["start", "step"]
+    assert reader.stats.skipped == 1 and "metrics.jsonl:3: torn last line" in reader.warnings[0]
 
 
 def test_run_json_round_trip_and_errors(tmp_path):
@@ -85,16 +92,17 @@ def test_run_json_round_trip_and_errors(tmp_path):
 
 
 def test_follow_sees_appended_lines_and_stops_at_end(tmp_path):
+    write_run_json(tmp_path, {"config": {}})
     writer = RunWriter(tmp_path)
-    writer.write(_start())
+    writer.record(_start())
 
     def later():
         time.sleep(0.3)
-        writer.write(StepRecord(step=1, epoch=1.0, loss=0.1, lr=0.1, samples_per_s=None, elapsed=0.2))
-        writer.write(EndRecord(step=1, status="completed", reason="done", elapsed=0.3))
+        writer.record(StepRecord(step=1, epoch=1.0, loss=0.1, lr=0.1, samples_per_s=None, elapsed=0.2))
+        writer.record(EndRecord(step=1, status="completed", reason="done", elapsed=0.3))
 
     thread = threading.Thread(target=later)
     thread.start()
-    seen = [r.type for r in follow_records(tmp_path, should_stop=lambda: False, poll=0.05)]
+    seen = [r.type for r in RunReader(tmp_path).follow(should_stop=lambda: False, poll=0.05)]
     thread.join()
     assert seen == ["start", "step", "end"]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from nctui.cli import open_feed
+from nctui.viewer import open_feed
+from nctui.records import splice
 from nctui.store.rundir import read_records, read_run_json
-from nctui.store.snapshot import list_snapshots, read_header, read_snapshot, snapshot_name, splice_resumed
+from nctui.store.snapshot import list_snapshots, read_header, read_snapshot, snapshot_name
 from run_fixtures import (SUBPROCESS_ENV, comparable, invoke, nctui_command, one_thread,  # noqa: F401 - autouse
                           settings, tiny_run)
 
@@ -78,7 +79,7 @@ def test_resumed_records_equal_the_uninterrupted_run(killed: Path, uninterrupted
     records = read_records(run_dir)
     starts = [r for r in records if r.type == "start"]
     assert [s.resumed_from for s in starts] == [None, newest]
-    assert comparable(splice_resumed(records)) == comparable(read_records(uninterrupted))
+    assert comparable(splice(records)) == comparable(read_records(uninterrupted))
     assert [r["step"] for r in read_run_json(run_dir)["resumes"]] == [newest]
 
 
@@ -94,7 +95,7 @@ def test_resume_falls_back_to_an_older_snapshot_and_says_so(killed: Path, uninte
     assert result.exit_code == 0, result.stderr
     assert f"nctui: warning: {newest}: corrupt or truncated" in result.stderr
     assert f"from {older.name}" in result.stderr
-    assert comparable(splice_resumed(read_records(run_dir))) == comparable(read_records(uninterrupted))
+    assert comparable(splice(read_records(run_dir))) == comparable(read_records(uninterrupted))
 
 
 def test_a_finished_run_is_extended_only_when_asked(uninterrupted: Path, tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_a_finished_run_is_extended_only_when_asked(uninterrupted: Path, tmp_pat
     assert "already trained all 100 steps of 10 epochs; extend it with --set train.epochs=N" in refused.stderr
     extended = invoke("run", "--resume", str(run_dir), "--headless", "--set", "train.epochs=11")
     assert extended.exit_code == 0, extended.stderr
-    records = splice_resumed(read_records(run_dir))
+    records = splice(read_records(run_dir))
     assert [r.status for r in records if r.type == "end"] == ["completed"]
     assert records[-1].step == 110 and [r.step for r in records if r.type == "eval"][-2:] == [100, 110]
     again = invoke("run", "--resume", str(run_dir), "--headless")   # the extension is remembered

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import struct
@@ -15,23 +14,30 @@ from safetensors.torch import load_file, save_file
 
 from nctui.config import load_config
 from nctui.data import load_dataset
-from nctui.records import EndRecord, SnapshotRecord, StartRecord, StepRecord, record_to_dict
+from nctui.records import EndRecord, SnapshotRecord, StartRecord, StepRecord, record_to_dict, splice
 from nctui.store.rundir import read_records
-from nctui.store.snapshot import (SnapshotError, eval_arrays, list_snapshots, prune_snapshots, read_header,
-                                  read_snapshot, save_snapshot, snapshot_name, splice_resumed)
+from nctui.store.snapshot import (SnapshotError, eval_arrays, list_snapshots, prune_snapshots, read_checkpoint,
+                                  read_header, read_snapshot, snapshot_name, write_snapshot)
+from nctui.train.sink import NullSink
 from nctui.train.trainer import Trainer
 from run_fixtures import TINY, Terminal, nctui_command, one_thread, settings  # noqa: F401 - autouse
 
 PRESET = Path(__file__).resolve().parent.parent / "presets" / "quickstart.yaml"
 
 
+class SnapshotsOnly(NullSink):
+    """A sink that writes the snapshots into `run_dir` and keeps no records."""
+
+    def __init__(self, run_dir: Path, keep: int = 0) -> None:
+        self.run_dir, self.keep = run_dir, keep
+
+    def snapshot(self, checkpoint) -> str:
+        return write_snapshot(self.run_dir, checkpoint, self.keep)
+
+
 def make_trainer(run_dir: Path, **changes: object) -> Trainer:
     cfg = load_config(PRESET, settings(**changes)[1::2])
-    d = cfg.data
-    data = load_dataset(d.name, root=d.root, download=d.download, seed=cfg.seed, synthetic=d.synthetic,
-                        progress=False)
-    return Trainer(cfg, data, torch.device("cpu"), run_dir.name, lambda record: None,
-                   snapshot=functools.partial(save_snapshot, run_dir))
+    return Trainer(cfg, load_dataset(cfg.data, cfg.seed), torch.device("cpu"), run_dir.name)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trainer:
     run_dir = tmp_path_factory.mktemp("run")
     trainer = make_trainer(run_dir, train__epochs=2)
     trainer.run_dir = run_dir
-    assert trainer.run().status == "completed"
+    assert trainer.run(SnapshotsOnly(run_dir)).status == "completed"
     return trainer
 
 
@@ -48,9 +54,9 @@ def test_round_trip_gives_identical_tensors_and_metadata(trained: Trainer) -> No
     run_dir = trained.run_dir
     assert [p.name for _, p in list_snapshots(run_dir)] == [snapshot_name(s) for s in (7, 14, 20)]
     assert sorted(p.name for p in run_dir.iterdir()) == [snapshot_name(s) for s in (7, 14, 20)]  # no temporaries
-    snap = read_snapshot(run_dir / snapshot_name(20), trained.checkpoint_layout())
-    tensors, info = trained.checkpoint()
-    tensors.update(eval_arrays(trained.last_eval))
+    snap = read_snapshot(run_dir / snapshot_name(20), trained.layout())
+    checkpoint = trained.checkpoint("final")
+    tensors = {**checkpoint.tensors, **eval_arrays(trained.last_eval)}
     assert snap.tensors.keys() == tensors.keys()
     for name, value in tensors.items():
         assert snap.tensors[name].dtype == value.dtype and torch.equal(snap.tensors[name], value), name
@@ -58,7 +64,7 @@ def test_round_trip_gives_identical_tensors_and_metadata(trained: Trainer) -> No
     assert snap.config == trained.cfg.to_dict()
     assert record_to_dict(snap.eval) == record_to_dict(trained.last_eval)
     assert {k: v for k, v in snap.resume.items() if k != "elapsed"} == {
-        k: v for k, v in info.items() if k != "elapsed"}
+        k: v for k, v in checkpoint.resume.items() if k != "elapsed"}
 
 
 def test_a_snapshot_loads_with_plain_safetensors(trained: Trainer) -> None:
@@ -128,7 +134,7 @@ def test_retention_keeps_the_newest(tmp_path: Path) -> None:
 
 def test_keep_snapshots_in_a_run(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, train__epochs=3, monitor__keep_snapshots=2)
-    trainer.run()
+    trainer.run(SnapshotsOnly(tmp_path, keep=2))
     assert [s for s, _ in list_snapshots(tmp_path)] == [28, 30]
 
 
@@ -185,7 +191,7 @@ def test_shapes_are_checked_against_the_model_the_config_builds(trained: Trainer
     wider = make_trainer(tmp_path, train__epochs=2, model__width=48)
     with pytest.raises(SnapshotError, match=r"model.layers.0.parametrizations.weight.original1 is F32 \[32, 784\]; "
                                             r"this run's config builds F32 \[48, 784\]"):
-        read_snapshot(trained.run_dir / snapshot_name(20), wider.checkpoint_layout())
+        read_snapshot(trained.run_dir / snapshot_name(20), wider.layout())
     path = tmp_path / snapshot_name(20)
     shutil.copy(trained.run_dir / snapshot_name(20), path)
     tensors = load_file(path)
@@ -193,23 +199,25 @@ def test_shapes_are_checked_against_the_model_the_config_builds(trained: Trainer
     extra = {**tensors, "model.extra": torch.zeros(3)}
     save_file(extra, path, metadata=metadata)
     with pytest.raises(SnapshotError, match="unexpected tensor 'model.extra'"):
-        read_snapshot(path, trained.checkpoint_layout())
+        read_snapshot(path, trained.layout())
     del tensors["resume.loss_sum"]
     save_file(tensors, path, metadata=metadata)
     with pytest.raises(SnapshotError, match="tensor resume.loss_sum missing"):
-        read_snapshot(path, trained.checkpoint_layout())
+        read_snapshot(path, trained.layout())
 
 
 def test_restore_continues_the_same_state(trained: Trainer, tmp_path: Path) -> None:
-    snap = read_snapshot(trained.run_dir / snapshot_name(14))
     fresh = make_trainer(tmp_path, train__epochs=2)
-    fresh.restore(snap.tensors, snap.resume, snap.eval)
-    tensors, info = fresh.checkpoint()
-    assert fresh.resumed_from == 14 and info["steps_since_log"] == 2 and info["prev_step"] == 10
-    for name, value in tensors.items():
-        assert torch.equal(snap.tensors[name], value.cpu()), name
+    saved = read_checkpoint(trained.run_dir / snapshot_name(14), fresh.layout())
+    fresh.restore(saved)
+    again = fresh.checkpoint("periodic")
+    assert fresh.resumed_from == 14 and again.resume["steps_since_log"] == 2 and again.resume["prev_step"] == 10
+    assert again.tensors.keys() == saved.tensors.keys()
+    for name, value in again.tensors.items():
+        assert torch.equal(saved.tensors[name], value), name
+    saved.tensors.pop("resume.prev_logits")
     with pytest.raises(ValueError, match="must come together"):
-        fresh.restore({k: v for k, v in snap.tensors.items() if k != "resume.prev_logits"}, snap.resume, None)
+        fresh.restore(saved)
 
 
 def test_splice_drops_what_a_resumed_segment_superseded() -> None:
@@ -222,7 +230,7 @@ def test_splice_drops_what_a_resumed_segment_superseded() -> None:
 
     first = [start(None), step(5), SnapshotRecord(step=7, path=snapshot_name(7), reason="periodic", elapsed=7.0),
              step(10), EndRecord(step=10, status="stopped", reason="q", elapsed=10.0)]
-    spliced = splice_resumed(first + [start(7), step(10), step(15)])
+    spliced = splice(first + [start(7), step(10), step(15)])
     assert [(r.type, getattr(r, "step", None)) for r in spliced] == [
         ("start", None), ("step", 5), ("snapshot", 7), ("start", None), ("step", 10), ("step", 15)]
-    assert splice_resumed(first) == first
+    assert splice(first) == first

@@ -20,7 +20,7 @@ from nctui.tui.help import HelpScreen
 from nctui.tui.widgets.bars import Bars
 from nctui.tui.widgets.heatmap import Heatmap
 from nctui.tui.widgets.plot import Plot
-from nctui.tui.widgets.strip import Strip
+from nctui.tui.widgets.item_row import ItemRow
 from tui_fixtures import (EVAL_STEPS, eval_record, full_run, hostile_eval, live_feed, press, replay_feed,
                           settle, start_record, step_record)
 
@@ -29,11 +29,11 @@ PANE_IDS = [pane.TITLE.lower() for pane in PANES]
 
 
 def summary(app: NctuiApp, pane: str) -> str:
-    return app.query_one(f"#{pane} .summary", Strip).render().plain
+    return app.query_one(f"#{pane} .summary", ItemRow).render().plain
 
 
 def header(app: NctuiApp) -> str:
-    return app.query_one("#header", Strip).render().plain
+    return app.query_one("#header", ItemRow).render().plain
 
 
 def replay_app(records: list[Record] | None = None) -> NctuiApp:

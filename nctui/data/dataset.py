@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -19,8 +19,11 @@ from nctui.data import cifar, idx, sources
 from nctui.data.download import download as fetch
 from nctui.data.download import file_md5
 from nctui.data.errors import DataError
-from nctui.data.synthetic import (GENERATOR_VERSION, SyntheticSpec, make_synthetic,
-                                  seeded_generator)
+from nctui.data.seeding import balanced_indices, seeded_generator
+from nctui.data.synthetic import GENERATOR_VERSION, SyntheticSpec, make_synthetic
+
+if TYPE_CHECKING:   # config imports data; data only reads the section's fields
+    from nctui.config import DataConfig
 
 NAMES = ("synthetic", "mnist", "fashion_mnist", "cifar10")
 
@@ -134,42 +137,13 @@ def _load_synthetic(spec: SyntheticSpec, seed: int) -> _Raw:
                  "spec": dataclasses.asdict(spec)})
 
 
-def balanced_subset(labels: torch.Tensor, size: int, num_classes: int,
-                    gen: torch.Generator, what: str = "size") -> torch.Tensor:
-    """Sorted indices of `size` samples, as equal per class as the class counts allow.
+def load_dataset(spec: DataConfig, seed: int, progress: bool = True) -> Dataset:
+    """Load the data set a config's `data` section names, ready to train on (CPU tensors).
 
-    Each class gets size // C (the first classes one more for the remainder); a class with too
-    few samples gives all it has and the others make up the difference. Within a class the
-    picks are a seeded random permutation.
+    DataError says what to fix. `progress` shows a download bar on stderr.
     """
-    if not num_classes <= size <= labels.numel():
-        raise DataError(f"{what} = {size}: must be between the number of classes "
-                        f"({num_classes}) and the number of samples ({labels.numel()})")
-    counts = torch.bincount(labels, minlength=num_classes).tolist()
-    quota, left = [0] * num_classes, size
-    while left:
-        open_classes = [c for c in range(num_classes) if quota[c] < counts[c]]
-        share = max(left // len(open_classes), 1)
-        for c in open_classes:
-            take = min(share, counts[c] - quota[c], left)
-            quota[c] += take
-            left -= take
-    picks = []
-    for c in range(num_classes):
-        members = (labels == c).nonzero().squeeze(1)
-        picks.append(members[torch.randperm(members.numel(), generator=gen)[:quota[c]]])
-    return torch.cat(picks).sort().values
-
-
-def load_dataset(name: str, *, root: str | None, download: bool, seed: int,
-                 train_size: int | None = None, test_size: int | None = None,
-                 normalize: bool = True, synthetic: SyntheticSpec | None = None,
-                 progress: bool = True) -> Dataset:
-    """Load a data set, ready to train on (CPU tensors); DataError says what to fix.
-
-    `synthetic` is only read when name is "synthetic" (None: the defaults). `progress` shows a
-    download bar on stderr.
-    """
+    name, root, download = spec.name, spec.root, spec.download
+    train_size, test_size, normalize, synthetic = spec.train_size, spec.test_size, spec.normalize, spec.synthetic
     if name == "synthetic":
         raw = _load_synthetic(synthetic or SyntheticSpec(), seed)
     elif name in sources.IDX_SOURCES:
@@ -181,11 +155,11 @@ def load_dataset(name: str, *, root: str | None, download: bool, seed: int,
     num_classes = len(raw.classes)
     train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
     if train_size is not None:
-        keep = balanced_subset(train_y, train_size, num_classes,
+        keep = balanced_indices(train_y, num_classes, train_size,
                                seeded_generator(seed, "train-subset"), "data.train_size")
         train_x, train_y = train_x[keep], train_y[keep]
     if test_size is not None:
-        keep = balanced_subset(test_y, test_size, num_classes,
+        keep = balanced_indices(test_y, num_classes, test_size,
                                seeded_generator(seed, "test-subset"), "data.test_size")
         test_x, test_y = test_x[keep], test_y[keep]
     scaled = train_x.dtype == torch.uint8

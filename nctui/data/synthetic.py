@@ -10,13 +10,13 @@ where neural collapse shows. Shaped 1x28x28 so the FC and the CNN presets both r
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import torch
 
 from nctui.data.errors import DataError
+from nctui.data.seeding import seeded_generator
 
 SIDE = 28
 GENERATOR_VERSION = 1  # bump when the recipe below changes, so recorded runs stay reproducible
@@ -53,12 +53,6 @@ class SyntheticSpec:
         if self.contrast >= 1:
             raise DataError(f"synthetic.contrast = {self.contrast}: must be below 1 "
                             "(gains stay positive)")
-
-
-def seeded_generator(seed: int, purpose: str) -> torch.Generator:
-    """A CPU generator for one purpose, so streams never depend on each other or on global RNG."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _cosine_basis(k: int, n: int) -> torch.Tensor:

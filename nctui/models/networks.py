@@ -8,11 +8,15 @@ f(W; x) = prod_k rho_k * f(V; x) (Xu et al. 2023, section 2).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+
+if TYPE_CHECKING:   # the builder reads the section's fields only
+    from nctui.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,13 @@ class Classifier(nn.Module):
         return [layer.weight for layer in self.layers]
 
 
-def build_model(kind: str, *, input_shape: tuple[int, int, int], num_classes: int, width: int = 512,
-                depth: int = 5, channels: list[int] | tuple[int, ...] = (), kernel: int = 3,
-                stride: int = 1, weight_norm_on: bool = True, bias: bool = False) -> Classifier:
-    """FC: x -> [Linear, ReLU] x (depth-1) -> Linear(C). CNN: [Conv, ReLU] per channel -> Linear(C)."""
+def build_model(spec: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> Classifier:
+    """The network a config's `model` section describes, initialised from torch's global RNG.
+
+    FC: x -> [Linear, ReLU] x (depth-1) -> Linear(C). CNN: [Conv, ReLU] per channel -> Linear(C).
+    """
+    kind, width, depth, channels = spec.kind, spec.width, spec.depth, spec.channels
+    kernel, stride, bias = spec.kernel, spec.stride, spec.bias
     in_ch, height, width_px = input_shape
     layers: list[nn.Module] = []
     infos: list[LayerInfo] = []
@@ -96,7 +103,7 @@ def build_model(kind: str, *, input_shape: tuple[int, int, int], num_classes: in
         raise ValueError(f"unknown model kind {kind!r}")
     layers.append(nn.Linear(flat, num_classes, bias=bias))
     infos.append(LayerInfo("classifier", "dense", 1, 1))
-    if weight_norm_on:
+    if spec.weight_norm:
         layers[:-1] = [weight_norm(layer, dim=None) for layer in layers[:-1]]
         description += " · WN"
     return Classifier(layers, infos, description)

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-from nctui.records import SCHEMA_VERSION, Record, RecordError, record_from_json, record_to_json
+from nctui.records import SCHEMA_VERSION, Checkpoint, Record, RecordError, record_from_json, record_to_json
 
 try:
     import fcntl
@@ -33,10 +33,9 @@ class RunDirError(Exception):
     """A run directory that cannot be written or read; the message names the file."""
 
 
-def new_run_dir(out: str | Path, name: str, info: dict | None = None) -> Path:
-    """Create <out>/<name>-<UTC timestamp>/ (suffixing -2, -3... if taken) and, given `info`,
-    its run.json and an empty metrics.jsonl at once: a run killed before its first record then
-    still opens (with no records), instead of leaving a directory `open` cannot read."""
+def new_run_dir(out: str | Path, name: str, info: dict) -> Path:
+    """Create <out>/<name>-<UTC timestamp>/ (suffixing -2, -3... if taken) with its run.json and
+    an empty metrics.jsonl (see `create_run_dir`)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(out) / f"{name}-{stamp}"
     path, n = base, 1
@@ -49,16 +48,35 @@ def new_run_dir(out: str | Path, name: str, info: dict | None = None) -> Path:
             path = base.with_name(f"{base.name}-{n}")
         except OSError as err:
             raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
-    if info is not None:
-        try:
-            write_run_json(path, {"name": path.name, **info})
-            (path / METRICS).touch()
-        except (RunDirError, OSError) as err:
-            remove_new_run_dir(path)
-            if isinstance(err, RunDirError):
-                raise
-            raise RunDirError(f"cannot create {path / METRICS}: {err.strerror}") from None
+    _fill_run_dir(path, info)
     return path
+
+
+def create_run_dir(path: Path, info: dict) -> Path:
+    """Create exactly `path` as a run directory (a sweep names its runs' directories); refused
+    when it exists and is not empty."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if any(path.iterdir()):
+            raise RunDirError(f"{path}: exists and is not empty; a new run needs a new directory "
+                              "(resume that one with nctui run --resume)")
+    except OSError as err:
+        raise RunDirError(f"cannot create run directory {path}: {err.strerror}") from None
+    _fill_run_dir(path, info)
+    return path
+
+
+def _fill_run_dir(path: Path, info: dict) -> None:
+    """run.json and an empty metrics.jsonl at once: a run killed before its first record then
+    still opens (with no records), instead of leaving a directory `open` cannot read."""
+    try:
+        write_run_json(path, {"name": path.name, **info})
+        (path / METRICS).touch()
+    except (RunDirError, OSError) as err:
+        remove_new_run_dir(path)
+        if isinstance(err, RunDirError):
+            raise
+        raise RunDirError(f"cannot create {path / METRICS}: {err.strerror}") from None
 
 
 def remove_new_run_dir(path: Path) -> None:
@@ -66,6 +84,21 @@ def remove_new_run_dir(path: Path) -> None:
     for created in (RUN_JSON, METRICS):
         (path / created).unlink(missing_ok=True)
     path.rmdir()
+
+
+def end_torn_line(path: Path) -> None:
+    """End a torn last line (a killed run's) so a resumed run's first record starts a line of its own."""
+    try:
+        with open(path, "rb+") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                return
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    except FileNotFoundError:
+        pass
+    except OSError as err:   # e.g. permissions (a pipe or device was refused by the writer already)
+        raise OSError(f"{path}: cannot append to it ({err.strerror or err})") from None
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:
@@ -94,7 +127,7 @@ def read_run_json(run_dir: str | Path) -> dict:
     if not Path(run_dir).is_dir():
         raise RunDirError(f"{run_dir}: not a run directory (no such directory)")
     try:
-        _check_regular(path)
+        check_regular(path)
         if path.stat().st_size > MAX_RUN_JSON_BYTES:
             raise RunDirError(f"{path}: too large for a run.json ({path.stat().st_size} bytes)")
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -109,20 +142,21 @@ def read_run_json(run_dir: str | Path) -> dict:
     return info
 
 
-def _check_regular(path: Path) -> None:
+def check_regular(path: Path) -> None:
     """A device or a pipe under a run file's name would never end (or never open): refuse it."""
     if path.exists() and not path.is_file() and not path.is_dir():
         raise RunDirError(f"{path}: not a regular file")
 
 
 class RunWriter:
-    """Appends records to metrics.jsonl, one flushed line each; optionally echoes to a stream."""
+    """The sink that stores a run: records appended to metrics.jsonl, one flushed line each, and
+    snapshots as snap-<step>.safetensors (the newest `keep_snapshots`; 0 keeps all)."""
 
-    def __init__(self, run_dir: Path, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(self, run_dir: Path, keep_snapshots: int = 0) -> None:
         self.run_dir = run_dir
         self.path = run_dir / METRICS
-        self._echo = echo
-        _check_regular(self.path)   # a pipe would block this open until someone reads it
+        self.keep_snapshots = keep_snapshots
+        check_regular(self.path)   # a pipe would block this open until someone reads it
         try:
             self._handle = open(self.path, "a", encoding="utf-8")
         except OSError as err:
@@ -142,15 +176,19 @@ class RunWriter:
         except OSError:   # a file system without locks (some network mounts): go on unchecked
             pass
 
-    def write(self, record: Record) -> None:
+    def record(self, record: Record) -> None:
         line = record_to_json(record)
         try:
             self._handle.write(line + "\n")
             self._handle.flush()
         except OSError as err:
             raise RunDirError(f"cannot write {self.path}: {err.strerror}") from None
-        if self._echo is not None:
-            self._echo(line)
+
+    def snapshot(self, checkpoint: Checkpoint) -> str:
+        """Write the snapshot file; SnapshotError (naming the file) if it cannot be written."""
+        from nctui.store.snapshot import write_snapshot   # safetensors and torch only when a run snapshots
+
+        return write_snapshot(self.run_dir, checkpoint, self.keep_snapshots)
 
     def close(self) -> None:
         try:
@@ -199,8 +237,9 @@ class ReadStats:
     first_error: str = ""
 
 
-def _parse_lines(lines: Iterator[bytes], path: Path, stats: ReadStats) -> Iterator[Record]:
-    for number, raw in enumerate(lines, 1):
+def parse_lines(lines: Iterator[bytes], path: Path, stats: ReadStats, first_number: int = 1) -> Iterator[Record]:
+    """The records of metrics.jsonl lines; garbled ones are skipped and counted in `stats`."""
+    for number, raw in enumerate(lines, first_number):
         if len(raw) > MAX_LINE_BYTES:
             stats.skipped += 1
             stats.first_error = stats.first_error or f"{path}:{number}: line too long"
@@ -216,38 +255,15 @@ def _parse_lines(lines: Iterator[bytes], path: Path, stats: ReadStats) -> Iterat
 
 
 def read_records(run_dir: str | Path, stats: ReadStats | None = None) -> list[Record]:
-    """All readable records of a run; torn or garbled lines are skipped and counted in `stats`."""
+    """Every readable line of a run's metrics.jsonl as written, superseded ones included (RunReader
+    gives the run as it continued); torn or garbled lines are skipped and counted in `stats`."""
     path = Path(run_dir) / METRICS
     stats = stats if stats is not None else ReadStats()
-    _check_regular(path)
+    check_regular(path)
     try:
         with open(path, "rb") as handle:
-            return list(_parse_lines(iter(handle), path, stats))
+            return list(parse_lines(iter(handle), path, stats))
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing (is {run_dir} a run directory?)") from None
     except OSError as err:
         raise RunDirError(f"{path}: cannot read ({err.strerror})") from None
-
-
-def follow_records(run_dir: str | Path, should_stop: Callable[[], bool], poll: float = 0.25,
-                   stats: ReadStats | None = None) -> Iterator[Record]:
-    """Yield records as they are appended (tail -f), until an end record or `should_stop()`.
-
-    A partial last line is held back until its newline arrives, so a line being written is
-    never mistaken for a torn one.
-    """
-    path = Path(run_dir) / METRICS
-    stats = stats if stats is not None else ReadStats()
-    pending = b""
-    with open(path, "rb") as handle:
-        while not should_stop():
-            chunk = handle.read(1 << 20)
-            if not chunk:
-                time.sleep(poll)
-                continue
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for record in _parse_lines(iter(complete), path, stats):
-                yield record
-                if record.type == "end":
-                    return

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nctui.records import PLAIN_NAME, EvalRecord, Record, RecordError, record_from_dict, record_to_json
+from nctui.records import PLAIN_NAME, Checkpoint, EvalRecord, RecordError, record_from_dict, record_to_json
 from nctui.store.rundir import RunDirError, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ TORCH_DTYPES = {"torch.float64": "F64", "torch.float32": "F32", "torch.float16":
                 "torch.bfloat16": "BF16", "torch.int64": "I64", "torch.int32": "I32", "torch.uint8": "U8",
                 "torch.bool": "BOOL"}
 
-# name -> (shape, dtype, required) as Trainer.checkpoint_layout gives it; -1 matches any size
+# name -> (shape, dtype, required) of every tensor the run declares; -1 matches any size
 Layout = dict[str, tuple[tuple[int, ...], Any, bool]]
 
 
@@ -63,33 +63,30 @@ def list_snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
 # --- writing ------------------------------------------------------------------------------
 
 
-def save_snapshot(run_dir: Path, trainer: Any, reason: str, last_eval: EvalRecord | None) -> str:
-    """The trainer's snapshot hook (bind `run_dir` with functools.partial); returns the file name.
+def write_snapshot(run_dir: Path, checkpoint: Checkpoint, keep: int = 0) -> str:
+    """Write `checkpoint` as snap-<step>.safetensors in `run_dir`; returns the file name.
 
-    `trainer` is a nctui.train.trainer.Trainer (the store layer may not import it). Written to
-    a temporary name, fsynced and renamed; then `monitor.keep_snapshots` is applied.
+    Written to a temporary name, fsynced and renamed, so a crash never leaves a torn snapshot;
+    then the `keep` newest are kept (0: all). The newest evaluation's arrays go in as `eval.*`.
     """
     from safetensors.torch import save
 
-    step = trainer.progress.step
-    tensors, info = trainer.checkpoint()
-    if last_eval is not None:
-        tensors.update(eval_arrays(last_eval))
-    # copies: safetensors refuses tensors that share memory (weights.<last> is a parameter)
-    tensors = {name: value.detach().to("cpu", copy=True).contiguous() for name, value in tensors.items()}
+    tensors = dict(checkpoint.tensors)
+    if checkpoint.eval is not None:
+        tensors.update(eval_arrays(checkpoint.eval))
     metadata = {
-        "format": FORMAT, "schema": str(SCHEMA), "run": trainer.run_name, "step": str(step),
-        "epoch": repr(step / trainer.steps_per_epoch), "reason": reason,
-        "config": json.dumps(trainer.cfg.to_dict(), allow_nan=False),
-        "eval": record_to_json(last_eval) if last_eval is not None else "null",
-        "resume": json.dumps(info, allow_nan=False),
+        "format": FORMAT, "schema": str(SCHEMA), "run": checkpoint.run, "step": str(checkpoint.step),
+        "epoch": repr(checkpoint.epoch), "reason": checkpoint.reason,
+        "config": json.dumps(checkpoint.config, allow_nan=False),
+        "eval": record_to_json(checkpoint.eval) if checkpoint.eval is not None else "null",
+        "resume": json.dumps(checkpoint.resume, allow_nan=False),
     }
-    name = snapshot_name(step)
+    name = snapshot_name(checkpoint.step)
     try:
         atomic_write_bytes(run_dir / name, save(tensors, metadata))
     except RunDirError as err:
         raise SnapshotError(str(err)) from None
-    prune_snapshots(run_dir, trainer.cfg.monitor.keep_snapshots, step)
+    prune_snapshots(run_dir, keep, checkpoint.step)
     return name
 
 
@@ -225,7 +222,7 @@ def _parse_metadata(path: Path, step: int, metadata: Any,
 
 
 def check_layout(snapshot: Snapshot, expected: Layout) -> None:
-    """Every tensor's dtype and shape against `expected` (Trainer.checkpoint_layout of the model
+    """Every tensor's dtype and shape against `expected` (the layout of the model
     the run's config builds); any `eval.*` array not listed must be float and at most 2-D."""
     for name, (want_shape, want_dtype, required) in expected.items():
         if name not in snapshot.layout:
@@ -260,21 +257,11 @@ def read_snapshot(path: str | Path, expected: Layout | None = None) -> Snapshot:
     return snapshot
 
 
-# --- resumed runs ---------------------------------------------------------------------------
-
-
-def splice_resumed(records: list[Record]) -> list[Record]:
-    """The run as it continued: a resumed segment's start record drops what the earlier segments
-    wrote after its resume step (steps past the snapshot it resumed from, earlier end records)."""
-    kept: list[Record] = []
-    for record in records:
-        resumed_from = getattr(record, "resumed_from", None) if record.type == "start" else None
-        if isinstance(resumed_from, int):
-            kept = [r for r in kept if r.type == "start" or (r.type != "end" and _step(r) <= resumed_from)]
-        kept.append(record)
-    return kept
-
-
-def _step(record: Record) -> float:
-    step = getattr(record, "step", None)
-    return step if isinstance(step, (int, float)) else math.inf
+def read_checkpoint(path: str | Path, expected: Layout) -> Checkpoint:
+    """A snapshot as the Checkpoint it was written from, checked against `expected` (the layout of
+    the model the run's config builds) before any tensor data is read."""
+    snapshot = read_snapshot(path, expected)
+    tensors = {name: value for name, value in snapshot.tensors.items()
+               if name in expected}   # the eval.* arrays derived from the record stay behind
+    return Checkpoint(step=snapshot.step, epoch=snapshot.epoch, reason=snapshot.reason, run=snapshot.run,
+                      config=snapshot.config, tensors=tensors, resume=snapshot.resume, eval=snapshot.eval)

@@ -16,22 +16,19 @@ import torch
 
 from nctui import metrics
 from nctui.config import Config
-from nctui.data.dataset import balanced_subset
-from nctui.data.synthetic import seeded_generator
+from nctui.data import balanced_indices, seeded_generator
 from nctui.models.networks import Classifier, LayerInfo, square_loss
+from nctui.train.checkpoint import Slot
 
 FEATURE_BYTES_PER_CHUNK = 512 * 1024 * 1024  # bound on one chunk's features and their float64 scratch
 NOISE_PROBE_MAX = 4096  # samples behind the "full" gradient of grad_noise
 
 
 def balanced_probe(labels: torch.Tensor, num_classes: int, per_class: int, seed: int) -> torch.Tensor:
-    """Indices of up to `per_class` samples of each class, seeded; all indices when per_class is 0."""
-    if per_class <= 0:
+    """Indices of a class-balanced probe of `per_class` samples a class (all when 0 or more than there are)."""
+    if per_class <= 0 or per_class * num_classes >= labels.numel():
         return torch.arange(labels.numel())
-    order = torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(seed))
-    shuffled = labels.cpu()[order]
-    picks = [order[shuffled == c][:per_class] for c in range(num_classes)]
-    return torch.cat(picks).sort().values
+    return balanced_indices(labels, num_classes, per_class * num_classes, seeded_generator(seed, "probe"))
 
 
 def margin_sample(labels: torch.Tensor, num_classes: int, size: int, seed: int) -> torch.Tensor | None:
@@ -42,7 +39,7 @@ def margin_sample(labels: torch.Tensor, num_classes: int, size: int, seed: int) 
     if size < num_classes:
         raise ValueError(f"monitor.margin_samples = {size}: must be 0 (the whole training set) or at least "
                          f"the number of classes ({num_classes})")
-    return balanced_subset(labels.cpu(), size, num_classes, seeded_generator(seed, "margin-samples"))
+    return balanced_indices(labels, num_classes, size, seeded_generator(seed, "margin-samples"))
 
 
 def input_statistics(train_x: torch.Tensor, normalization: dict | None, chunk: int = 4096) -> metrics.InputStatistics:
@@ -96,6 +93,44 @@ class Evaluator:
         self.prev_step = 0
         self.class_means: torch.Tensor | None = None   # C x p penultimate class means, for snapshots
 
+    def slots(self, weights: list[torch.Tensor], num_classes: int) -> list[Slot]:
+        """The evaluator's part of a snapshot (see Trainer.slots): the previous evaluation's
+        weights and probe logits, and the penultimate class means."""
+        device = self.probe_x.device
+
+        def put_prev_weight(k: int):
+            def put(t: torch.Tensor | None) -> None:
+                if t is None:
+                    self.prev_weights = None
+                else:
+                    if self.prev_weights is None:
+                        self.prev_weights = [None] * len(weights)
+                    self.prev_weights[k] = t.to(device)
+            return put
+
+        def put_logits(t: torch.Tensor | None) -> None:
+            self.prev_logits = t.to(device) if t is not None else None
+            if t is None:
+                self.prev_step = 0
+
+        def put_means(t: torch.Tensor | None) -> None:
+            self.class_means = t.to(device) if t is not None else None
+
+        slots = [Slot(f"resume.prev_weights.{k}", tuple(w.shape), w.dtype, False,
+                      (lambda k=k: self.prev_weights[k] if self.prev_weights is not None else None), put_prev_weight(k))
+                 for k, w in enumerate(weights)]
+        slots.append(Slot("resume.prev_logits", (self.probe_x.shape[0], num_classes), weights[-1].dtype, False,
+                          lambda: self.prev_logits, put_logits))
+        slots.append(Slot("eval.class_means", (num_classes, weights[-1].shape[1]), torch.float64, False,
+                          lambda: self.class_means, put_means))
+        return slots
+
+    def check_restorable(self, tensors: dict[str, torch.Tensor]) -> None:
+        """A snapshot holds the previous evaluation whole or not at all (ValueError otherwise)."""
+        present = [f"resume.prev_weights.{k}" in tensors for k in range(len(self.infos))]
+        if any(present) != all(present) or ("resume.prev_logits" in tensors) != all(present):
+            raise ValueError("resume.prev_logits and resume.prev_weights.* must come together")
+
     @torch.no_grad()
     def _chunks(self, model: Classifier):
         for start in range(0, self.probe_x.shape[0], self.chunk):
@@ -146,7 +181,7 @@ class Evaluator:
         if batches == 0 or n <= batch:
             return {"grad_noise": None, "noise_scale": None, "noise_batches": None, "noise_samples": None}
         params = [p for p in model.parameters() if p.requires_grad]
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
+        gen = seeded_generator(self.cfg.seed, f"noise:{step}")
         pick = torch.randperm(self.probe_x.shape[0], generator=gen)[:n].to(self.probe_x.device)
 
         def flat_grad(idx: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """The training loop: square loss, SGD with momentum and weight decay, weight normalisation.
 
 Read it top to bottom: `Trainer.__init__` puts the data on the device and builds the model,
-`run` is the loop. The loop never waits for a front end: records go out through `emit`
-(the run writer, the TUI's post_message, stdout), and the only host syncs are at log and
-evaluation time. Batch order for epoch e comes from a generator seeded by (seed, e), so a
-run resumed from a snapshot replays exactly the batches the uninterrupted run would see.
+`run(sink)` is the loop. The loop never waits for a front end: every record goes to the one sink it
+is given (the runner tees it to the run writer and the TUI or stdout), and the only host
+syncs are at log and evaluation time. Batch order for epoch e comes from the generator seeded
+by (seed, "batch-order:e"), so a run resumed from a snapshot replays exactly the batches the
+uninterrupted run would see. What a snapshot holds is declared once, in `Trainer.slots`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from nctui.config import Config
 from nctui.control import Control
-from nctui.data import Dataset
+from nctui.data import Dataset, seeded_generator
 from nctui.models.networks import Classifier, build_model, one_hot_targets
-from nctui.records import EndRecord, EvalRecord, Record, SnapshotRecord, StartRecord, StepRecord
+from nctui.records import Checkpoint, EndRecord, EvalRecord, SnapshotRecord, StartRecord, StepRecord
+from nctui.train.checkpoint import Layout, Slot
 from nctui.train.evaluate import Evaluator
 from nctui.train.fast_step import lean_weight_norm, make_step
-
-Emit = Callable[[Record], None]
-# Called as save(trainer, reason, eval_record) and returns the snapshot's file name.
-SnapshotFn = Callable[["Trainer", str, "EvalRecord | None"], str]
+from nctui.train.sink import NullSink, Sink
 
 
 class Diverged(Exception):
@@ -66,7 +65,7 @@ def lr_at(cfg: Config, epoch: int) -> float:
 
 def batch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The sample order of one epoch: a function of (seed, epoch) only, so resume is exact."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return torch.randperm(n, generator=seeded_generator(seed, f"batch-order:{epoch}"))
 
 
 @dataclass
@@ -80,12 +79,13 @@ class Progress:
 
 class Trainer:
     def __init__(self, cfg: Config, data: Dataset, device: torch.device, run_name: str,
-                 emit: Emit, control: Control | None = None, snapshot: SnapshotFn | None = None) -> None:
+                 control: Control | None = None) -> None:
         self.cfg, self.data, self.device, self.run_name = cfg, data, device, run_name
-        self.emit = emit
         self.control = control or Control()
-        self.save_snapshot = snapshot
+        self.sink: Sink = NullSink()   # run() is handed the run's sink; nothing goes out before
         C = data.num_classes
+        if device.type == "cpu":   # weight decay drives unused weights into denormals, 7x slower on a CPU
+            torch.set_flush_denormal(True)
 
         # Data: the whole training set on the device; a batch is an index gather.
         self.train_x = data.train_x.to(device)
@@ -98,11 +98,7 @@ class Trainer:
 
         # Model and optimizer: seeded init, SGD + momentum + weight decay on every parameter.
         torch.manual_seed(cfg.seed)
-        m = cfg.model
-        self.model: Classifier = build_model(
-            m.kind, input_shape=tuple(data.train_x.shape[1:]), num_classes=C, width=m.width,
-            depth=m.depth, channels=m.channels, kernel=m.kernel, stride=m.stride,
-            weight_norm_on=m.weight_norm, bias=m.bias).to(device)
+        self.model: Classifier = build_model(cfg.model, tuple(data.train_x.shape[1:]), C).to(device)
         lean_weight_norm(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.train.lr, fused=True,
                                          momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
@@ -121,6 +117,7 @@ class Trainer:
         self.rho_history: list[torch.Tensor] = []       # rho_k at each step record since the last eval
         self.last_eval: EvalRecord | None = None
         self.resumed_from: int | None = None
+        self._last_snapshot_time = time.monotonic()   # for monitor.snapshot_minutes
 
     # --- the pieces of one step -----------------------------------------------------------
 
@@ -161,16 +158,27 @@ class Trainer:
         record = EvalRecord(step=self.progress.step, epoch=self.progress.step / self.steps_per_epoch,
                             elapsed=self.elapsed(), eval_seconds=time.perf_counter() - started, **groups)
         self.last_eval = record
-        self.emit(record)
+        self.sink.record(record)
         return record
 
     def _snapshot(self, reason: str) -> None:
-        if self.save_snapshot is None:
-            return
         if not self._finite():   # a non-finite snapshot would replace the last good resume point
             raise Diverged(f"non-finite weights or loss at step {self.progress.step}; not snapshotted")
-        path = self.save_snapshot(self, reason, self.last_eval)
-        self.emit(SnapshotRecord(step=self.progress.step, path=path, reason=reason, elapsed=self.elapsed()))
+        self._last_snapshot_time = time.monotonic()
+        path = self.sink.snapshot(self.checkpoint(reason))
+        if path is not None:   # None: the sink keeps no snapshots (benchmarks, tests)
+            self.sink.record(SnapshotRecord(step=self.progress.step, path=path, reason=reason,
+                                            elapsed=self.elapsed()))
+
+    def _snapshot_due(self, step: int) -> bool:
+        """monitor.snapshot_every steps or monitor.snapshot_minutes of wall time since the last one."""
+        monitor = self.cfg.monitor
+        if step >= self.total_steps:   # the last step gets the final snapshot instead
+            return False
+        if monitor.snapshot_every and step % monitor.snapshot_every == 0:
+            return True
+        minutes = monitor.snapshot_minutes
+        return bool(minutes) and time.monotonic() - self._last_snapshot_time >= 60 * minutes
 
     @torch.no_grad()
     def _finite(self) -> bool:
@@ -178,114 +186,113 @@ class Trainer:
         checks = [torch.isfinite(p).all() for p in self.model.parameters()]
         return bool(torch.stack([*checks, torch.isfinite(self.loss_sum)]).all())
 
-    # --- resume -------------------------------------------------------------------------
+    # --- snapshots and resume -------------------------------------------------------------
 
-    def checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """What a snapshot takes from the trainer, so a resumed run's records equal an uninterrupted run's.
+    def slots(self) -> list[Slot]:
+        """Every tensor a snapshot holds, declared once: its name, shape, dtype, whether a
+        snapshot must have it, how to read it from the run and how to put it back.
 
-        Named tensors (`checkpoint_layout` lists them: model state, optimizer buffers, the
-        effective weights, and under `resume.` the loss sum and rho_k samples since the last
-        records, the previous evaluation's weights and probe logits, the RNG) and JSON-able
-        numbers. Taken between steps, as `run` does, the state is consistent.
+        `checkpoint`, `layout` and `restore` are all derived from this list, so a resumed
+        run's records equal an uninterrupted run's and a snapshot can be checked against the
+        model the config builds before any of its data is read.
         """
-        tensors = {f"model.{key}": value for key, value in self.model.state_dict().items()}
-        for index, buffers in self.optimizer.state_dict()["state"].items():
-            if buffers.get("momentum_buffer") is not None:
-                tensors[f"optim.{index}.momentum_buffer"] = buffers["momentum_buffer"]
-        with torch.no_grad():
-            tensors.update({f"weights.{k}": w.detach() for k, w in enumerate(self.model.effective_weights())})
-        tensors["resume.loss_sum"] = self.loss_sum
-        tensors["resume.rng_cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["resume.rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        if self.rho_history:
-            tensors["resume.rho_history"] = torch.stack(self.rho_history)
-        info = {"step": self.progress.step, "elapsed": self.elapsed(),
-                "steps_since_log": self.progress.steps_since_log, "prev_step": 0}
-        evaluator = self.evaluator
-        if evaluator is not None and evaluator.prev_logits is not None:
-            tensors.update({f"resume.prev_weights.{k}": w for k, w in enumerate(evaluator.prev_weights)})
-            tensors["resume.prev_logits"] = evaluator.prev_logits
-            info["prev_step"] = evaluator.prev_step
-        if evaluator is not None and evaluator.class_means is not None:
-            tensors["eval.class_means"] = evaluator.class_means
-        return tensors, info
-
-    def checkpoint_layout(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, bool]]:
-        """name -> (shape, dtype, required) of every tensor `checkpoint` may hold; -1 is any size.
-
-        Derived from the model this config builds, so a snapshot can be checked before any of
-        its data is read.
-        """
-        C = self.data.num_classes
-        layout = {f"model.{key}": (tuple(v.shape), v.dtype, True) for key, v in self.model.state_dict().items()}
+        model, device, evaluator = self.model, self.device, self.evaluator
+        state = model.state_dict()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        layout.update({f"optim.{i}.momentum_buffer": (tuple(p.shape), p.dtype, False) for i, p in enumerate(params)})
         with torch.no_grad():
-            weights = self.model.effective_weights()
-        for k, w in enumerate(weights):
-            layout[f"weights.{k}"] = (tuple(w.shape), w.dtype, False)
-            layout[f"resume.prev_weights.{k}"] = (tuple(w.shape), w.dtype, False)
-        probe = self.evaluator.probe_x.shape[0] if self.evaluator is not None else -1
-        layout.update({
-            "resume.loss_sum": ((), self.loss_sum.dtype, True),
-            "resume.rng_cpu": (tuple(torch.get_rng_state().shape), torch.uint8, True),
-            "resume.rng_cuda": (tuple(torch.cuda.get_rng_state(self.device).shape) if self.device.type == "cuda"
-                                else (-1,), torch.uint8, False),
-            "resume.rho_history": ((-1, len(weights)), weights[0].dtype, False),
-            "resume.prev_logits": ((probe, C), weights[-1].dtype, False),
-            "eval.class_means": ((C, weights[-1].shape[1]), torch.float64, False),
-        })
-        return layout
+            weights = [w.detach() for w in model.effective_weights()]
+        n_layers, C = len(weights), self.data.num_classes
 
-    def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any],
-                last_eval: EvalRecord | None) -> None:
-        """Continue from a `checkpoint()` read back (and checked against `checkpoint_layout`).
+        def put_state(key: str) -> Callable[[torch.Tensor], None]:
+            return lambda t: state[key].copy_(t)
+
+        def put_momentum(p: torch.Tensor) -> Callable[[torch.Tensor | None], None]:
+            def put(t: torch.Tensor | None) -> None:
+                self.optimizer.state[p].pop("momentum_buffer", None)
+                if t is not None:
+                    self.optimizer.state[p]["momentum_buffer"] = t.to(device).clone()
+            return put
+
+        def put_rho_history(t: torch.Tensor | None) -> None:
+            self.rho_history = list(t.to(device)) if t is not None else []
+
+        slots = [Slot(f"model.{key}", tuple(v.shape), v.dtype, True, (lambda v=v: v), put_state(key))
+                 for key, v in state.items()]
+        slots += [Slot(f"optim.{i}.momentum_buffer", tuple(p.shape), p.dtype, False,
+                       (lambda p=p: self.optimizer.state[p].get("momentum_buffer")), put_momentum(p))
+                  for i, p in enumerate(params)]
+        slots += [Slot(f"weights.{k}", tuple(w.shape), w.dtype, False, (lambda w=w: w), None)
+                  for k, w in enumerate(weights)]   # for readers of the snapshot; derived, not restored
+        slots += [
+            Slot("resume.loss_sum", (), self.loss_sum.dtype, True, lambda: self.loss_sum,
+                 lambda t: setattr(self, "loss_sum", t.to(device))),
+            Slot("resume.rng_cpu", tuple(torch.get_rng_state().shape), torch.uint8, True, torch.get_rng_state,
+                 torch.set_rng_state),
+            Slot("resume.rho_history", (-1, n_layers), weights[0].dtype, False,
+                 lambda: torch.stack(self.rho_history) if self.rho_history else None, put_rho_history),
+        ]
+        if device.type == "cuda":
+            slots.append(Slot("resume.rng_cuda", tuple(torch.cuda.get_rng_state(device).shape), torch.uint8, False,
+                              lambda: torch.cuda.get_rng_state(device),
+                              lambda t: t is not None and torch.cuda.set_rng_state(t, device)))
+        if evaluator is not None:
+            slots += evaluator.slots(weights, C)
+        return slots
+
+    def layout(self) -> Layout:
+        """name -> (shape, dtype, required) of every tensor a snapshot of this run may hold."""
+        return {slot.name: (slot.shape, slot.dtype, slot.required) for slot in self.slots()}
+
+    def checkpoint(self, reason: str) -> Checkpoint:
+        """The run as it is now, between steps: everything `restore` needs, on the CPU."""
+        tensors = {}
+        for slot in self.slots():
+            value = slot.get()
+            if value is not None:   # copies: the run goes on while the sink writes them
+                tensors[slot.name] = value.detach().to("cpu", copy=True).contiguous()
+        evaluator = self.evaluator
+        resume = {"step": self.progress.step, "elapsed": self.elapsed(),
+                  "steps_since_log": self.progress.steps_since_log,
+                  "prev_step": evaluator.prev_step if evaluator is not None and evaluator.prev_logits is not None else 0}
+        return Checkpoint(step=self.progress.step, epoch=self.progress.step / self.steps_per_epoch, reason=reason,
+                          run=self.run_name, config=self.cfg.to_dict(), tensors=tensors, resume=resume,
+                          eval=self.last_eval)
+
+    @torch.no_grad()
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from a checkpoint read back and checked against `layout`.
 
         Sets `resumed_from`; `run` then emits a start record saying so and skips the step-0
         evaluation. Raises ValueError, before changing anything, on an inconsistent checkpoint.
         """
-        n_layers = len(self.model.infos)
-        prev_weights = [tensors.get(f"resume.prev_weights.{k}") for k in range(n_layers)]
-        prev_logits = tensors.get("resume.prev_logits")
-        present = [w is not None for w in prev_weights]
-        if any(present) != all(present) or (prev_logits is not None) != all(present):
-            raise ValueError("resume.prev_logits and resume.prev_weights.* must come together")
-        model = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
-        optim = {int(key.split(".")[1]): {"momentum_buffer": value} for key, value in tensors.items()
-                 if key.startswith("optim.")}
-        self.model.load_state_dict(model)
-        self.optimizer.load_state_dict({"state": optim, "param_groups": self.optimizer.state_dict()["param_groups"]})
-        self.loss_sum = tensors["resume.loss_sum"].to(self.device)
-        history = tensors.get("resume.rho_history")
-        self.rho_history = list(history.to(self.device)) if history is not None else []
-        torch.set_rng_state(tensors["resume.rng_cpu"])
-        if self.device.type == "cuda" and "resume.rng_cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["resume.rng_cuda"], self.device)
+        slots = self.slots()
+        tensors = checkpoint.tensors
         if self.evaluator is not None:
-            restored = prev_logits is not None
-            self.evaluator.prev_weights = [w.to(self.device) for w in prev_weights] if restored else None
-            self.evaluator.prev_logits = prev_logits.to(self.device) if restored else None
-            self.evaluator.prev_step = int(info["prev_step"]) if restored else 0
-            means = tensors.get("eval.class_means")
-            self.evaluator.class_means = means.to(self.device) if means is not None else None
-        step = int(info["step"])
-        self.progress = Progress(step=step, elapsed_before=float(info["elapsed"]),
-                                 steps_since_log=int(info["steps_since_log"]))
-        self.last_eval = last_eval
+            self.evaluator.check_restorable(tensors)
+        for slot in slots:
+            if slot.put is not None:
+                slot.put(tensors.get(slot.name))
+        if self.evaluator is not None:
+            self.evaluator.prev_step = int(checkpoint.resume["prev_step"])
+        step = int(checkpoint.resume["step"])
+        self.progress = Progress(step=step, elapsed_before=float(checkpoint.resume["elapsed"]),
+                                 steps_since_log=int(checkpoint.resume["steps_since_log"]))
+        self.last_eval = checkpoint.eval
         self.resumed_from = step
 
     # --- the loop -----------------------------------------------------------------------
 
-    def run(self) -> EndRecord:
-        """Train to the end, a stop request or divergence; always emits an end record.
+    def run(self, sink: Sink) -> EndRecord:
+        """Train to the end, a stop request or divergence; every record and snapshot goes to
+        `sink`, the last record an end record (also returned).
 
         The loss sum and rho samples between records live on `self`, not in locals, so that a
         snapshot taken between steps carries them and a resumed run continues them exactly.
         """
+        self.sink = sink
         self._t0 = time.perf_counter()
         cfg, control, progress = self.cfg, self.control, self.progress
-        self.emit(self.start_record())
+        self.sink.record(self.start_record())
         status, reason = "completed", f"trained {cfg.train.epochs} epochs"
         last_log_time, last_log_step = time.perf_counter(), progress.step
         order = None
@@ -317,7 +324,7 @@ class Trainer:
                 if logged:
                     loss = float(self.loss_sum) / progress.steps_since_log   # the one sync, at log time
                     rate = (step - last_log_step) * self.batch_size / max(time.perf_counter() - last_log_time, 1e-9)
-                    self.emit(StepRecord(step=step, epoch=step / self.steps_per_epoch, loss=loss, lr=lr,
+                    self.sink.record(StepRecord(step=step, epoch=step / self.steps_per_epoch, loss=loss, lr=lr,
                                          samples_per_s=rate, elapsed=self.elapsed()))
                     if not math.isfinite(loss):
                         status, reason = "diverged", f"non-finite loss ({loss}) at step {step}"
@@ -331,8 +338,8 @@ class Trainer:
                     if record.train.get("loss") is None:
                         status, reason = "diverged", f"non-finite probe loss at step {step}"
                         break
-                if cfg.monitor.snapshot_every and step % cfg.monitor.snapshot_every == 0 and step < self.total_steps:
-                    self._snapshot("periodic")   # the last step gets the final snapshot instead
+                if self._snapshot_due(step):
+                    self._snapshot("periodic")
                 if logged:   # throughput counts training only, not evaluations or snapshots
                     last_log_time, last_log_step = time.perf_counter(), step
         except Diverged as err:
@@ -347,5 +354,5 @@ class Trainer:
             except Exception as err:  # noqa: BLE001 - a failed final snapshot must still end the run
                 status, reason = "failed", f"final snapshot failed: {err}"
         end = EndRecord(step=self.progress.step, status=status, reason=reason, elapsed=self.elapsed())
-        self.emit(end)
+        self.sink.record(end)
         return end

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nctui.tui.app import Emit, Feed, NctuiApp
+from nctui.tui.app import Feed, NctuiApp
 
-__all__ = ["Emit", "Feed", "NctuiApp"]
+__all__ = ["Feed", "NctuiApp"]

@@ -7,9 +7,9 @@ Contract for the caller (the CLI):
   caller maps the run's own outcome from `app.state.end` (the EndRecord, or None) and
   `app.feed_error` (what the feed raised, or None; the app shows it as "failed" and does not
   re-raise).
-- `feed(emit)` runs in a thread worker; it may be the training loop itself (live), read a
-  run directory and return (replay), or keep tailing one (following). `emit(record)` is
-  thread-safe and never blocks. `app.notify(...)` is thread-safe too, for notices from the feed.
+- `feed(record)` runs in a thread worker; it may be the training loop itself (live: the
+  runner tees the trainer's sink into `record`), read a run directory and return (replay),
+  or keep tailing one (following). `record(r)` is thread-safe and never blocks. `app.notify(...)` is thread-safe too, for notices from the feed.
 - With a `control`, quitting while the feed runs calls `control.request_stop()` and waits
   for the feed to return (the trainer writes its final snapshot and end record, which are
   shown), then exits; a second press leaves at once. Without one, quitting leaves at once.
@@ -18,7 +18,7 @@ Contract for the caller (the CLI):
 - `p` and `s` act only in live mode with a control; the other modes say they are not available.
 - `notices` (e.g. the unreadable files `nctui open` skipped) are shown as warnings at start.
 
-Threading (DESIGN.md): `emit` only posts a message. Step records are coalesced: they go
+Threading (DESIGN.md): `record` only posts a message (tui/messages.py). Step records are coalesced: they go
 into a deque, announced by a message only when no announcement is pending, so a flood of
 steps costs the UI one handler call per burst and the trainer a deque append per step, and
 none is lost; every other record is its own message and is never dropped. A timer draws at most FRAME_HZ frames a second, only when
@@ -36,13 +36,13 @@ from typing import Callable, Sequence
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer
 
 from nctui.control import Control
-from nctui.records import EndRecord, Record, SnapshotRecord, StepRecord
+from nctui.records import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EndRecord, Record, SnapshotRecord, StepRecord
 from nctui.tui.chrome import PaneBar, Timeline, header_items
 from nctui.tui.help import HelpScreen
+from nctui.tui.messages import FeedDone, RecordArrived, StepsArrived
 from nctui.tui.panes.base import Pane
 from nctui.tui.panes.bounds import BoundsPane
 from nctui.tui.panes.geometry import GeometryPane
@@ -50,41 +50,19 @@ from nctui.tui.panes.noise import NoisePane
 from nctui.tui.panes.overview import OverviewPane
 from nctui.tui.panes.spectra import SpectraPane
 from nctui.tui.state import RunState, View
-from nctui.tui.widgets.strip import Strip
+from nctui.tui.widgets.item_row import ItemRow
 
-Emit = Callable[[Record], None]
-Feed = Callable[[Emit], None]
+Feed = Callable[[Callable[[Record], None]], object]
 MODES = ("live", "replay", "following")
 PANES: tuple[type[Pane], ...] = (OverviewPane, GeometryPane, SpectraPane, NoisePane, BoundsPane)
 FRAME_HZ = 8
 STEP_REDRAW_HZ = 1  # pane redraws a second for new step records alone
-EXIT_QUIT, EXIT_INTERRUPT, EXIT_TERMINATE = 0, 130, 143
-SIGNALS = ((signal.SIGINT, EXIT_INTERRUPT), (signal.SIGTERM, EXIT_TERMINATE))
+SIGNALS = ((signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED))
 
 
 def pane_id(index: int) -> str:
     """DOM id of the pane at `index`."""
     return PANES[index].TITLE.lower()
-
-
-class RecordArrived(Message):
-    """A start, eval, snapshot or end record from the feed (never coalesced)."""
-
-    def __init__(self, record: Record) -> None:
-        super().__init__()
-        self.record = record
-
-
-class StepsArrived(Message):
-    """Step records are waiting in the app's deque (at most one such notice is pending)."""
-
-
-class FeedDone(Message):
-    """The feed returned (or raised: `error` says how)."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        super().__init__()
-        self.error = error
 
 
 class NctuiApp(App[int]):
@@ -107,9 +85,9 @@ class NctuiApp(App[int]):
         Binding("home", "scrub_to(0)", show=False),
         Binding("end", "scrub_to(-1)", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
-        Binding("q", f"quit_run({EXIT_QUIT})", "quit"),
-        Binding("ctrl+c", f"quit_run({EXIT_INTERRUPT})", show=False, priority=True),
-        Binding("ctrl+q", f"quit_run({EXIT_QUIT})", show=False, priority=True),
+        Binding("q", f"quit_run({EXIT_OK})", "quit"),
+        Binding("ctrl+c", f"quit_run({EXIT_INTERRUPTED})", show=False, priority=True),
+        Binding("ctrl+q", f"quit_run({EXIT_OK})", show=False, priority=True),
     ]
 
     def __init__(self, feed: Feed, control: Control | None = None, mode: str = "live",
@@ -137,7 +115,7 @@ class NctuiApp(App[int]):
     # --- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Strip(id="header")
+        yield ItemRow(id="header")
         yield PaneBar([pane.TITLE for pane in PANES], id="panebar")
         yield Timeline(id="timeline")
         with ContentSwitcher(initial=pane_id(0), id="panes"):
@@ -173,13 +151,13 @@ class NctuiApp(App[int]):
 
     def _run_feed(self) -> None:
         try:
-            self.feed(self.emit)
+            self.feed(self.record)
         except Exception as error:  # the feed's failure is shown, not a crash of the UI
             self.post_message(FeedDone(error))
         else:
             self.post_message(FeedDone(None))
 
-    def emit(self, record: Record) -> None:
+    def record(self, record: Record) -> None:
         """Hand one record to the UI; thread-safe, never blocks, never drops a record."""
         if isinstance(record, StepRecord):
             self._pending_steps.append(record)
@@ -245,7 +223,7 @@ class NctuiApp(App[int]):
         pane_key = (self.state.records_version, self._cursor, self._layer, self._pane)
         now = time.monotonic()
         try:
-            header = self.query_one("#header", Strip)
+            header = self.query_one("#header", ItemRow)
         except NoMatches:   # a timer or message while the app shuts down: nothing left to draw on
             return
         steps_only = self._drawn is not None and pane_key == self._drawn_pane

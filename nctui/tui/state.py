@@ -11,7 +11,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from nctui.records import EndRecord, EvalRecord, Record, SnapshotRecord, StartRecord, StepRecord
+from nctui.records import EndRecord, EvalRecord, Record, SnapshotRecord, StartRecord, StepRecord, supersedes
 from nctui.tui.format import dig, num
 
 Point = tuple[float, "float | None"]
@@ -62,6 +62,7 @@ class RunState:
             self.evals.append(record)
             self._histories.clear()
         elif isinstance(record, StartRecord):
+            self._splice(record)
             self.start = record
         elif isinstance(record, SnapshotRecord):
             self.snapshots.append(record)
@@ -70,6 +71,21 @@ class RunState:
             self.paused = False
         self.records_version += 1
         self.touch()
+
+    def _splice(self, start: StartRecord) -> None:
+        """A resumed segment supersedes what the run wrote after the step it resumed from
+        (records.supersedes, as the run reader splices): drop it, so what is shown while
+        following a resume equals what an uninterrupted run shows."""
+        if not isinstance(start.resumed_from, int):
+            return
+        self.steps = [r for r in self.steps if not supersedes(start, r)]
+        self.evals = [r for r in self.evals if not supersedes(start, r)]
+        self.snapshots = [r for r in self.snapshots if not supersedes(start, r)]
+        if self.end is not None:
+            self.end = None
+        self.losses = [(float(r.step), num(r.loss)) for r in self.steps]
+        self.lrs = [(float(r.step), num(r.lr)) for r in self.steps]
+        self._histories.clear()
 
     def touch(self) -> None:
         """Mark the state changed so the next frame redraws."""

@@ -15,7 +15,7 @@ import pytest
 
 import nctui.store.rundir as rundir
 from faults.helpers import assert_one_line_error
-from nctui.cli import open_feed
+from nctui.viewer import open_feed
 from nctui.store.rundir import read_records
 from nctui.store.snapshot import list_snapshots, read_snapshot, snapshot_name
 from run_fixtures import invoke, settings

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import Result
 
-from nctui.cli import open_app
+from nctui.viewer import open_app
 from nctui.store.rundir import read_records
 from nctui.store.snapshot import list_snapshots, read_snapshot, snapshot_name
 from run_fixtures import invoke, settings

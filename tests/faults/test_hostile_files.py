@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from faults.helpers import ALTERNATE_SCREEN, Child, assert_one_line_error
-from nctui.cli import open_app
+from nctui.viewer import open_app
 from nctui.store.rundir import read_records
 from nctui.store.snapshot import read_header, snapshot_name
 from run_fixtures import invoke

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from faults.helpers import Child
-from nctui.cli import open_feed
+from nctui.viewer import open_feed
+from nctui.records import splice
 from nctui.store.rundir import read_records
-from nctui.store.snapshot import list_snapshots, read_snapshot, snapshot_name, splice_resumed
+from nctui.store.snapshot import list_snapshots, read_snapshot, snapshot_name
 from run_fixtures import comparable, invoke, settings
 
 # the event the run pauses at before its SIGKILL -> the snapshot --resume must continue from
@@ -83,7 +84,7 @@ def test_a_killed_run_opens_holds_no_torn_snapshot_and_resumes(moment: str, kill
         return
     assert result.exit_code == 0, result.stderr
     assert f"resuming {run_dir} from {snapshot_name(newest)} (step {newest} of 30)" in result.stderr
-    resumed, reference = splice_resumed(read_records(run_dir)), read_records(finished)
+    resumed, reference = splice(read_records(run_dir)), read_records(finished)
     # a kill between a snapshot's rename and its record leaves that one record out: compare the rest
     assert (comparable([r for r in resumed if r.type != "snapshot"])
             == comparable([r for r in reference if r.type != "snapshot"]))

@@ -15,7 +15,7 @@ from textual.containers import Grid, Vertical
 from nctui.tui.format import fmt_int, fmt_num
 from nctui.tui.state import View
 from nctui.tui.widgets.plot import Line, PlotData, Series, layer_color
-from nctui.tui.widgets.strip import Strip
+from nctui.tui.widgets.item_row import ItemRow
 
 
 class Pane(Vertical):
@@ -32,7 +32,7 @@ class Pane(Vertical):
     def compose(self) -> ComposeResult:
         with Grid(classes="body"):
             yield from self.compose_body()
-        yield Strip(classes="summary")
+        yield ItemRow(classes="summary")
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError
@@ -45,7 +45,7 @@ class Pane(Vertical):
             return
         self._shown = key
         self.draw(view)
-        self.query_one(".summary", Strip).show(self.summary(view))
+        self.query_one(".summary", ItemRow).show(self.summary(view))
 
     def draw(self, view: View) -> None:
         raise NotImplementedError

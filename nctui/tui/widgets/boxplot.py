@@ -11,10 +11,10 @@ from typing import Any, Sequence
 from rich.style import Style
 from rich.text import Text
 
+from nctui.records import QUANTILE_LEVELS
 from nctui.tui.format import fmt_num, num
 from nctui.tui.widgets.values import ValuesWidget
 
-QUANTILES = (0, 5, 25, 50, 75, 95, 100)
 _ZERO_COLOR = "#ff5f5f"
 
 
@@ -30,8 +30,8 @@ def _place(line: list[str], pos: int, label: str) -> None:
 def draw_quantiles(quantiles: Sequence[Any], width: int, height: int, color: str) -> Text:
     """Box (25-75%), median, whiskers (5-95%), dotted tails (0-100%) and a zero tick; under
     it, when there are two rows, the extremes, the median and zero labelled."""
-    q = [num(v) for v in quantiles][: len(QUANTILES)]
-    if len(q) != len(QUANTILES) or any(v is None for v in q) or width < 8:
+    q = [num(v) for v in quantiles][: len(QUANTILE_LEVELS)]
+    if len(q) != len(QUANTILE_LEVELS) or any(v is None for v in q) or width < 8:
         return Text("no margins yet", style="dim")
     q = sorted(q)  # type: ignore[arg-type]
     low, high = min(q[0], 0.0), max(q[-1], 0.0)

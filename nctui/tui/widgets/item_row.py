@@ -48,7 +48,7 @@ def pack(items: Sequence[Text], width: int, shrink: int | None = None) -> Text:
     return out
 
 
-class Strip(Widget):
+class ItemRow(Widget):
     """Items laid out by `pack`; its height follows the number of lines they need."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:

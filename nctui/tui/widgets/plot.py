@@ -45,7 +45,6 @@ class Series:
     label: str
     points: Sequence[tuple[float, float | None]]
     color: str
-    dots_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ def draw_plot(data: PlotData, width: int, height: int, scale: Scale = "linear") 
             if y is None:
                 previous = None
                 continue
-            if previous is None or series.dots_only:
+            if previous is None:
                 canvas.dot(x, y, series.color)
             else:
                 for dx, dy in _segment(*previous, x, y):

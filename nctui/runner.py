@@ -1,0 +1,266 @@
+"""The one place a run is assembled: data, trainer, run directory, sink, front end, signals.
+
+`nctui run` (cli.py), a sweep's child processes, bench/ and the tests all come through here.
+A record's whole path: the Trainer hands each record to its sink (`Trainer.run(sink)`); the
+sink built here is a `Tee` that appends it to metrics.jsonl (`RunWriter.record`) and then
+hands it to the front end — `NctuiApp.record` (posts a Textual message; the app's handler adds
+it to `RunState`, the next frame draws the visible pane) or, headless, `print_json_line` on
+stdout and `ProgressLine` on stderr. Snapshots take the same sink: the trainer's `Checkpoint`
+goes to `RunWriter.snapshot`, and a snapshot record follows it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+from nctui import __version__
+from nctui.config import Config, ConfigError, build_config
+from nctui.control import Control
+from nctui.records import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, RNG_SCHEME,
+                           EndRecord, exit_code_for)
+from nctui.store.rundir import (RunDirError, RunWriter, create_run_dir, end_torn_line, new_run_dir, read_run_json,
+                               remove_new_run_dir, write_run_json)
+from nctui.store.snapshot import SnapshotError, list_snapshots, read_checkpoint
+from nctui.train.sink import Tee
+
+# what `run --resume --set` may change: the plan and the bookkeeping, never the model, data or optimizer
+RESUMABLE_KEYS = ("train.epochs", "train.device", "train.cuda_graph", "train.threads", "monitor.log_every",
+                  "monitor.eval_every", "monitor.snapshot_every", "monitor.snapshot_minutes",
+                  "monitor.keep_snapshots", "monitor.progress_seconds")
+
+
+class RunError(Exception):
+    """A run that cannot start or go on: one line for the user and the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def say(message: str) -> None:
+    """Human progress: always stderr, so stdout stays pure JSON lines."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- a new run -------------------------------------------------------------------------------
+
+
+def start_run(cfg: Config, *, out: str | Path = "snapshots", run_dir: str | Path | None = None,
+              headless: bool = True) -> int:
+    """Train `cfg` in a new run directory (`run_dir` exactly, else <out>/<name>-<UTC>); the exit code."""
+    device, data = _device_and_data(cfg)
+    info = {"config": cfg.to_dict(), "versions": _versions(), "device": _describe_device(device),
+            "data": data.preprocessing, "rng_scheme": RNG_SCHEME, "start_time": time.time(), "argv": sys.argv}
+    try:
+        path = create_run_dir(Path(run_dir), info) if run_dir is not None else new_run_dir(out, cfg.name, info)
+    except RunDirError as err:
+        raise RunError(str(err), EXIT_FAILED) from None
+    try:
+        trainer = _build_trainer(cfg, data, device, path.name)
+        writer = _open_writer(path, cfg)
+    except RunError:
+        remove_new_run_dir(path)   # a config that cannot start leaves no run behind
+        raise
+    say(f"nctui: run directory {path}")
+    return _train(trainer, writer, path, headless)
+
+
+# --- resuming --------------------------------------------------------------------------------
+
+
+def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True) -> int:
+    """Continue a run from its newest readable snapshot, appending to its metrics.jsonl.
+
+    The config is run.json's with the --set of earlier resumes (listed in run.json's
+    "resumes") and `overrides` (RESUMABLE_KEYS only) applied; every snapshot is checked
+    against the model that config builds, and one that fails is named on stderr before the
+    next older one is tried.
+    """
+    run_dir = Path(run_dir)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise RunError(f"--set {key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)}); "
+                           "start a new run to change the model, the data or the optimizer")
+    try:
+        info = read_run_json(run_dir)
+    except RunDirError as err:
+        raise RunError(str(err)) from None
+    where = str(run_dir / "run.json")
+    if info.get("rng_scheme") != RNG_SCHEME:
+        raise RunError(f"{where}: written by an older nctui that drew its batches under another random-number "
+                       "scheme; it cannot be resumed exactly (start it again, or open it to look at it)")
+    earlier = info.get("resumes", [])
+    if not isinstance(earlier, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("set"), list)
+            and all(isinstance(i, str) and i.partition("=")[0].strip() in RESUMABLE_KEYS for i in r["set"])
+            for r in earlier):
+        raise RunError(f"{where}: malformed \"resumes\" list")
+    try:
+        cfg = build_config(info["config"], where, [i for r in earlier for i in r["set"]] + overrides)
+    except ConfigError as err:
+        raise RunError(str(err)) from None
+    device, data = _device_and_data(cfg)
+    if _data_facts(data.preprocessing) != _data_facts(info.get("data")):
+        raise RunError(f"{where}: the training data differ from those the run started with (per-class counts "
+                       "or normalisation); refusing to resume on other data")
+    trainer = _build_trainer(cfg, data, device, run_dir.name)
+    layout = trainer.layout()
+    for _, path in reversed(list_snapshots(run_dir)):
+        try:
+            trainer.restore(read_checkpoint(path, layout))
+            break
+        except SnapshotError as err:
+            say(f"nctui: warning: {err}; trying the next older snapshot")
+        except ValueError as err:
+            say(f"nctui: warning: {path}: {err}; trying the next older snapshot")
+    else:
+        raise RunError(f"{run_dir}: no readable snapshot (snap-<step>.safetensors) to resume from")
+    if trainer.progress.step >= trainer.total_steps:
+        raise RunError(f"{path}: the run has already trained all {trainer.total_steps} steps of "
+                       f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
+    info["resumes"] = [*earlier, {"step": trainer.progress.step, "snapshot": path.name, "time": time.time(),
+                                  "set": overrides, "argv": sys.argv}]
+    writer = _open_writer(run_dir, cfg)   # first: refused while another process writes the run
+    try:
+        write_run_json(run_dir, info)
+        end_torn_line(run_dir / "metrics.jsonl")
+    except (RunDirError, OSError) as err:
+        writer.close()
+        raise RunError(str(err), EXIT_FAILED) from None
+    say(f"nctui: resuming {run_dir} from {path.name} (step {trainer.progress.step} of {trainer.total_steps})")
+    return _train(trainer, writer, run_dir, headless)
+
+
+def _data_facts(preprocessing: object) -> tuple:
+    """What must not change between a run and its resume: the class counts and the normalisation."""
+    if not isinstance(preprocessing, dict):
+        return ()
+    return tuple(preprocessing.get(key) for key in ("dataset", "input_shape", "train_per_class", "normalize"))
+
+
+# --- the pieces ------------------------------------------------------------------------------
+
+
+def _versions() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "nctui": __version__}
+
+
+def _describe_device(device) -> str:
+    from nctui.train.trainer import describe_device
+
+    return describe_device(device)
+
+
+def _device_and_data(cfg: Config):
+    """The device and the data set a config asks for; RunError (exit 2) if unavailable."""
+    from nctui.data import DataError, load_dataset
+    from nctui.train.trainer import pick_device
+
+    try:
+        device = pick_device(cfg.train.device)
+    except RuntimeError as err:
+        raise RunError(str(err)) from None
+    try:
+        data = load_dataset(cfg.data, cfg.seed, progress=sys.stderr.isatty())
+    except DataError as err:
+        raise RunError(str(err)) from None
+    return device, data
+
+
+def _build_trainer(cfg: Config, data, device, run_name: str):
+    from nctui.train.trainer import Trainer
+
+    try:
+        return Trainer(cfg, data, device, run_name, Control())
+    except ValueError as err:   # a model the data cannot feed, e.g. too many conv layers
+        raise RunError(str(err)) from None
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        m = cfg.model
+        raise RunError(f"not enough memory for this model ({m.kind}, width {m.width}, depth {m.depth}, "
+                       f"channels {m.channels}); make it smaller") from None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError on the CPU (OutOfMemoryError, a subclass, on CUDA)."""
+    return isinstance(err, MemoryError) or "out of memory" in str(err) or "can't allocate memory" in str(err)
+
+
+def _open_writer(run_dir: Path, cfg: Config) -> RunWriter:
+    try:
+        return RunWriter(run_dir, keep_snapshots=cfg.monitor.keep_snapshots)
+    except RunDirError as err:
+        raise RunError(str(err), EXIT_FAILED) from None
+
+
+def set_threads(threads: int, headless: bool) -> None:
+    """torch's CPU threads: train.threads when set; 0 leaves torch's default headless and one
+    core fewer beside the TUI, whose thread needs a core and the GIL between the trainer's ops
+    (2 cores: the quickstart trains ~25% faster beside the TUI with 1 thread than with 2)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    elif not headless:
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1)))
+
+
+def _train(trainer, writer: RunWriter, run_dir: Path, headless: bool) -> int:
+    """Train with the front end chosen, the records going to the writer first; returns the exit code."""
+    set_threads(trainer.cfg.train.threads, headless)
+    try:
+        if headless:
+            end, stop_code = _train_headless(trainer, writer)
+        else:
+            end, stop_code = _train_in_app(trainer, writer)
+    except RunDirError as err:   # metrics.jsonl cannot be written (disk full, directory gone): nothing to go on with
+        raise RunError(f"{err}; the run stopped at step {trainer.progress.step} (the snapshots written before "
+                       "are intact)", EXIT_FAILED) from None
+    finally:
+        writer.close()
+    say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {run_dir}")
+    return exit_code_for(end.status, stop_code)
+
+
+def _train_headless(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
+    """JSON lines on stdout, progress on stderr; SIGINT and SIGTERM stop the run cleanly."""
+    from nctui.headless import ProgressLine, print_json_line
+
+    stop_code = EXIT_OK
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_code
+        stop_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        trainer.control.request_stop(f"interrupted by {signal.Signals(signum).name}")
+
+    progress = ProgressLine(sys.stderr, every_seconds=trainer.cfg.monitor.progress_seconds)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        end = trainer.run(Tee(writer, print_json_line, progress))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return end, stop_code
+
+
+def _train_in_app(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
+    """The Textual app in front; the trainer runs in its worker thread, records reach the app
+    through `app.record`. SIGINT and SIGTERM quit the app as ctrl+c does (130, 143)."""
+    from nctui.tui.app import NctuiApp
+
+    ended: list[EndRecord] = []
+    app = NctuiApp(lambda show: ended.append(trainer.run(Tee(writer, show))), control=trainer.control,
+                   mode="live", title=trainer.run_name)
+    code = app.run()
+    if not ended:   # the trainer raised: only its writer's errors get past it
+        raise app.feed_error or RuntimeError("the monitor exited before the run ended")
+    return ended[0], code if code is not None else EXIT_OK

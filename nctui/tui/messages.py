@@ -1,0 +1,28 @@
+"""Every message the app posts to itself, as dataclasses (the workers only post these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from nctui.records import Record
+
+
+@dataclass
+class RecordArrived(Message):
+    """A start, eval, snapshot or end record from the feed (never coalesced)."""
+
+    record: Record
+
+
+@dataclass
+class StepsArrived(Message):
+    """Step records are waiting in the app's deque (at most one such notice is pending)."""
+
+
+@dataclass
+class FeedDone(Message):
+    """The feed returned (error None) or raised (error says how)."""
+
+    error: BaseException | None
