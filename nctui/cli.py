@@ -50,7 +50,25 @@ def resolve_config_path(config: str) -> Path:
     return path
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands that live in their own modules, imported only when called (or listed by --help),
+    so `nctui ls` or `nctui open` never pay for torch."""
+
+    LAZY = {"sweep": "nctui.sweep.command:sweep", "serve": "nctui.serve:serve"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, _, attribute = self.LAZY[name].partition(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nctui")
 def main() -> None:
     """Watch a deep classifier learn: neural collapse, low-rank weights, SGD noise, norm bounds.
