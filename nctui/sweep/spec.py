@@ -115,7 +115,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(f"{where}: unknown key {unknown[0]} (a spec has {', '.join(SPEC_KEYS)})")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
-        raise SpecError(f"{where}: name must be a plain name (a letter or digit, then also spaces and . _ + -), "
+        raise SpecError(f"{where}: name must be a plain name (a letter or digit, then also spaces and . _ + - =), "
                         f"got {name!r}")
     base = raw.get("base")
     if not isinstance(base, str) or not base.strip():
