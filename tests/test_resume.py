@@ -110,3 +110,45 @@ def test_a_finished_run_is_extended_only_when_asked(uninterrupted: Path, tmp_pat
     assert records[-1].step == 110 and [r.step for r in records if r.type == "eval"][-2:] == [100, 110]
     again = invoke("run", "--resume", str(run_dir), "--headless")   # the extension is remembered
     assert "already trained all 110 steps of 11 epochs" in again.stderr
+
+
+def test_open_following_a_killed_then_resumed_run_shows_the_uninterrupted_evaluations(
+        uninterrupted: Path, tmp_path: Path) -> None:
+    """`nctui open` follows a headless run that is SIGKILLed past its newest snapshot and then
+    resumed: the evaluations it ends up showing are exactly those of the uninterrupted run (the
+    superseded ones, written after the snapshot the resume starts from, are gone)."""
+    import threading
+
+    from nctui.tui.state import RunState
+
+    out = tmp_path / "runs"
+    process = subprocess.Popen(nctui_command("run", "quickstart", "--headless", "--out", str(out),
+                                             *settings(train__epochs=EPOCHS)),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=SUBPROCESS_ENV)
+    snapshot_step = None
+    for line in process.stdout:
+        record = json.loads(line)
+        if record["type"] == "snapshot":
+            snapshot_step = record["step"]
+        elif record["type"] == "eval" and snapshot_step is not None and record["step"] > snapshot_step:
+            os.kill(process.pid, signal.SIGKILL)   # an evaluation the resume will supersede
+            break
+    process.wait(timeout=60)
+    (run_dir,) = out.iterdir()
+
+    state, stop = RunState(), threading.Event()
+    mode, feed, _ = open_feed(run_dir, stop.is_set)
+    follower = threading.Thread(target=feed, args=(state.add,))
+    follower.start()
+    assert mode == "following"
+    resumed = invoke("run", "--resume", str(run_dir), "--headless")
+    follower.join(timeout=60)
+    stop.set()
+    assert resumed.exit_code == 0 and not follower.is_alive()
+
+    raw = read_records(run_dir)
+    restart = next(r for r in raw if r.type == "start" and r.resumed_from is not None)
+    assert any(r.type == "eval" and r.step > restart.resumed_from for r in raw[:raw.index(restart)])
+    reference = [r for r in read_records(uninterrupted) if r.type == "eval"]
+    assert comparable(state.evals) == comparable(reference)
+    assert state.end is not None and state.end.status == "completed"
