@@ -15,7 +15,7 @@ from nctui.tui.widgets.bars import draw_bars, sparkline
 from nctui.tui.widgets.boxplot import draw_quantiles
 from nctui.tui.widgets.heatmap import diverging, fit_grid, off_diagonal
 from nctui.tui.widgets.plot import Line, PlotData, Series, draw_plot, legend, tick_label, transform
-from nctui.tui.widgets.strip import pack
+from nctui.tui.widgets.item_row import pack
 from tui_fixtures import eval_record, full_run, start_record, step_record
 
 NAN, INF = float("nan"), float("inf")
