@@ -48,6 +48,8 @@ class StartRecord:
     train_samples: int            # m, the size of the training set
     resumed_from: int | None = None  # step the run resumed at, None for a fresh start
     config: dict = field(default_factory=dict)  # the resolved config
+    world_size: int = 1           # processes training this segment together (torchrun)
+    backend: str | None = None    # their torch.distributed backend (gloo, nccl); None for one process
     type: str = "start"
 
 

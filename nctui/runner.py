@@ -7,6 +7,10 @@ hands it to the front end — `NctuiApp.record` (posts a Textual message; the ap
 it to `RunState`, the next frame draws the visible pane) or, headless, `print_json_line` on
 stdout and `ProgressLine` on stderr. Snapshots take the same sink: the trainer's `Checkpoint`
 goes to `RunWriter.snapshot`, and a snapshot record follows it.
+
+Under torchrun (nctui/train/distributed.py) every rank comes through here too: each joins the
+world first, rank 0 alone reads and writes the run directory (`World.from_main`, `on_main`)
+and has the front end, always headless; the other ranks train with a `NullSink`.
 """
 
 from __future__ import annotations
@@ -20,13 +24,12 @@ from pathlib import Path
 
 from nctui import __version__
 from nctui.config import Config, ConfigError, build_config
-from nctui.control import Control
 from nctui.records import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, RNG_SCHEME,
                            EndRecord, exit_code_for)
 from nctui.store.rundir import (RunDirError, RunWriter, create_run_dir, end_torn_line, new_run_dir, read_run_json,
                                remove_new_run_dir, write_run_json)
 from nctui.store.snapshot import SnapshotError, list_snapshots, read_checkpoint
-from nctui.train.sink import Tee
+from nctui.train.sink import NullSink, Tee
 
 # what `run --resume --set` may change: the plan and the bookkeeping, never the model, data or optimizer
 RESUMABLE_KEYS = ("train.epochs", "train.device", "train.cuda_graph", "train.threads", "monitor.log_every",
@@ -41,6 +44,9 @@ class RunError(Exception):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple:   # whole when rank 0 passes it to the other ranks
+        return RunError, (str(self), self.code)
+
 
 def say(message: str) -> None:
     """Human progress: always stderr, so stdout stays pure JSON lines."""
@@ -52,21 +58,35 @@ def say(message: str) -> None:
 
 def start_run(cfg: Config, *, out: str | Path = "snapshots", run_dir: str | Path | None = None,
               headless: bool = True) -> int:
-    """Train `cfg` in a new run directory (`run_dir` exactly, else <out>/<name>-<UTC>); the exit code."""
-    device, data = _device_and_data(cfg)
-    info = {"config": cfg.to_dict(), "versions": _versions(), "device": _describe_device(device),
-            "data": data.preprocessing, "rng_scheme": RNG_SCHEME, "start_time": time.time(), "argv": sys.argv}
+    """Train `cfg` in a new run directory (`run_dir` exactly, else <out>/<name>-<UTC>); the exit code.
+
+    Under torchrun rank 0 creates the directory and the other ranks learn its path from it."""
+    world = _join_world(cfg)
     try:
-        path = create_run_dir(Path(run_dir), info) if run_dir is not None else new_run_dir(out, cfg.name, info)
+        return _start(cfg, world, out, run_dir, headless)
+    finally:
+        world.leave()
+
+
+def _start(cfg: Config, world, out: str | Path, run_dir: str | Path | None, headless: bool) -> int:
+    device, data = world.device, _load_data(cfg)
+    info = {"config": cfg.to_dict(), "versions": _versions(), "device": _describe_device(device),
+            "world_size": world.size, "backend": world.backend, "data": data.preprocessing,
+            "rng_scheme": RNG_SCHEME, "start_time": time.time(), "argv": sys.argv}
+    try:
+        path = world.from_main(lambda: create_run_dir(Path(run_dir), info) if run_dir is not None
+                               else new_run_dir(out, cfg.name, info))
     except RunDirError as err:
         raise RunError(str(err), EXIT_FAILED) from None
     try:
-        trainer = _build_trainer(cfg, data, device, path.name)
-        writer = _open_writer(path, cfg)
+        trainer = _build_trainer(cfg, data, device, path.name, world)
+        writer = world.on_main(lambda: _open_writer(path, cfg))
     except RunError:
-        remove_new_run_dir(path)   # a config that cannot start leaves no run behind
+        if world.is_main:
+            remove_new_run_dir(path)   # a config that cannot start leaves no run behind
         raise
-    say(f"nctui: run directory {path}")
+    if world.is_main:
+        say(f"nctui: run directory {path}")
     return _train(trainer, writer, path, headless)
 
 
@@ -80,6 +100,9 @@ def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True)
     "resumes") and `overrides` (RESUMABLE_KEYS only) applied; every snapshot is checked
     against the model that config builds, and one that fails is named on stderr before the
     next older one is tried.
+
+    Under torchrun every rank reads run.json (the run directory must be on a file system every
+    node sees); rank 0 reads the snapshot and gives it to the others, and alone writes.
     """
     run_dir = Path(run_dir)
     for item in overrides:
@@ -105,27 +128,52 @@ def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True)
         cfg = build_config(info["config"], where, [i for r in earlier for i in r["set"]] + overrides)
     except ConfigError as err:
         raise RunError(str(err)) from None
-    device, data = _device_and_data(cfg)
+    world = _join_world(cfg)
+    try:
+        return _resume(run_dir, info, cfg, overrides, world, headless)
+    finally:
+        world.leave()
+
+
+def _resume(run_dir: Path, info: dict, cfg: Config, overrides: list[str], world, headless: bool) -> int:
+    device, data = world.device, _load_data(cfg)
     if _data_facts(data.preprocessing) != _data_facts(info.get("data")):
-        raise RunError(f"{where}: the training data differ from those the run started with (per-class counts "
-                       "or normalisation); refusing to resume on other data")
-    trainer = _build_trainer(cfg, data, device, run_dir.name)
+        raise RunError(f"{run_dir / 'run.json'}: the training data differ from those the run started with "
+                       "(per-class counts or normalisation); refusing to resume on other data")
+    trainer = _build_trainer(cfg, data, device, run_dir.name, world)
+    checkpoint, path = world.from_main(lambda: _restore_newest(trainer, run_dir))
+    if not world.is_main:   # rank 0 read the snapshot and restored from it: the others take the same
+        trainer.restore(checkpoint)
+    if trainer.progress.step >= trainer.total_steps:
+        raise RunError(f"{path}: the run has already trained all {trainer.total_steps} steps of "
+                       f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
+    info["resumes"] = [*info.get("resumes", []), {"step": trainer.progress.step, "snapshot": path.name,
+                                                   "time": time.time(), "set": overrides, "argv": sys.argv,
+                                                   "world_size": world.size, "backend": world.backend}]
+    writer = world.on_main(lambda: _reopen(run_dir, cfg, info))
+    if world.is_main:
+        say(f"nctui: resuming {run_dir} from {path.name} (step {trainer.progress.step} of {trainer.total_steps})")
+    return _train(trainer, writer, run_dir, headless)
+
+
+def _restore_newest(trainer, run_dir: Path) -> tuple:
+    """Restore `trainer` from the newest snapshot that fits it, naming each one that fails on
+    stderr; returns (the checkpoint, its path)."""
     layout = trainer.layout()
     for _, path in reversed(list_snapshots(run_dir)):
         try:
-            trainer.restore(read_checkpoint(path, layout))
-            break
+            checkpoint = read_checkpoint(path, layout)
+            trainer.restore(checkpoint)
+            return checkpoint, path
         except SnapshotError as err:
             say(f"nctui: warning: {err}; trying the next older snapshot")
         except ValueError as err:
             say(f"nctui: warning: {path}: {err}; trying the next older snapshot")
-    else:
-        raise RunError(f"{run_dir}: no readable snapshot (snap-<step>.safetensors) to resume from")
-    if trainer.progress.step >= trainer.total_steps:
-        raise RunError(f"{path}: the run has already trained all {trainer.total_steps} steps of "
-                       f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
-    info["resumes"] = [*earlier, {"step": trainer.progress.step, "snapshot": path.name, "time": time.time(),
-                                  "set": overrides, "argv": sys.argv}]
+    raise RunError(f"{run_dir}: no readable snapshot (snap-<step>.safetensors) to resume from")
+
+
+def _reopen(run_dir: Path, cfg: Config, info: dict) -> RunWriter:
+    """The writer of a resumed run, with run.json listing this resume and a torn last line ended."""
     writer = _open_writer(run_dir, cfg)   # first: refused while another process writes the run
     try:
         write_run_json(run_dir, info)
@@ -133,8 +181,7 @@ def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True)
     except (RunDirError, OSError) as err:
         writer.close()
         raise RunError(str(err), EXIT_FAILED) from None
-    say(f"nctui: resuming {run_dir} from {path.name} (step {trainer.progress.step} of {trainer.total_steps})")
-    return _train(trainer, writer, run_dir, headless)
+    return writer
 
 
 def _data_facts(preprocessing: object) -> tuple:
@@ -159,27 +206,36 @@ def _describe_device(device) -> str:
     return describe_device(device)
 
 
-def _device_and_data(cfg: Config):
-    """The device and the data set a config asks for; RunError (exit 2) if unavailable."""
-    from nctui.data import DataError, load_dataset
+def _join_world(cfg: Config):
+    """The device a config asks for and this process's place among the ranks (train/distributed.py):
+    one process, or one rank under torchrun. RunError: exit 2 for what the user can fix (no CUDA,
+    a batch the ranks cannot share), 1 when the other ranks cannot be reached."""
+    from nctui.train.distributed import CollectiveError, WorldError, join_world
     from nctui.train.trainer import pick_device
 
     try:
-        device = pick_device(cfg.train.device)
-    except RuntimeError as err:
+        return join_world(pick_device(cfg.train.device), cfg.train.batch_size)
+    except CollectiveError as err:
+        raise RunError(str(err), EXIT_FAILED) from None
+    except (RuntimeError, WorldError) as err:   # pick_device: cuda asked for, none there
         raise RunError(str(err)) from None
+
+
+def _load_data(cfg: Config):
+    """The data set a config asks for; RunError (exit 2) if unavailable."""
+    from nctui.data import DataError, load_dataset
+
     try:
-        data = load_dataset(cfg.data, cfg.seed, progress=sys.stderr.isatty())
+        return load_dataset(cfg.data, cfg.seed, progress=sys.stderr.isatty())
     except DataError as err:
         raise RunError(str(err)) from None
-    return device, data
 
 
-def _build_trainer(cfg: Config, data, device, run_name: str):
+def _build_trainer(cfg: Config, data, device, run_name: str, world):
     from nctui.train.trainer import Trainer
 
     try:
-        return Trainer(cfg, data, device, run_name, Control())
+        return Trainer(cfg, data, device, run_name, world.new_control(), world)
     except ValueError as err:   # a model the data cannot feed, e.g. too many conv layers
         raise RunError(str(err)) from None
     except (MemoryError, RuntimeError) as err:
@@ -214,8 +270,14 @@ def set_threads(threads: int, headless: bool) -> None:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1)))
 
 
-def _train(trainer, writer: RunWriter, run_dir: Path, headless: bool) -> int:
-    """Train with the front end chosen, the records going to the writer first; returns the exit code."""
+def _train(trainer, writer: RunWriter | None, run_dir: Path, headless: bool) -> int:
+    """Train with the front end chosen, the records going to the writer first; returns the exit code.
+    Under torchrun: headless, and only rank 0 has a writer (the others None)."""
+    world = trainer.world
+    if world.distributed and not headless:
+        if world.is_main:
+            say(f"nctui: under torchrun: running headless (no TUI); follow the run with `nctui open {run_dir}`")
+        headless = True
     set_threads(trainer.cfg.train.threads, headless)
     try:
         if headless:
@@ -226,13 +288,16 @@ def _train(trainer, writer: RunWriter, run_dir: Path, headless: bool) -> int:
         raise RunError(f"{err}; the run stopped at step {trainer.progress.step} (the snapshots written before "
                        "are intact)", EXIT_FAILED) from None
     finally:
-        writer.close()
-    say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {run_dir}")
+        if writer is not None:
+            writer.close()
+    if world.is_main:
+        say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {run_dir}")
     return exit_code_for(end.status, stop_code)
 
 
-def _train_headless(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
-    """JSON lines on stdout, progress on stderr; SIGINT and SIGTERM stop the run cleanly."""
+def _train_headless(trainer, writer: RunWriter | None) -> tuple[EndRecord, int]:
+    """JSON lines on stdout, progress on stderr; SIGINT and SIGTERM stop the run cleanly.
+    Without a writer (a rank other than 0) nothing is written or printed."""
     from nctui.headless import ProgressLine, print_json_line
 
     stop_code = EXIT_OK
@@ -242,10 +307,11 @@ def _train_headless(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
         stop_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
         trainer.control.request_stop(f"interrupted by {signal.Signals(signum).name}")
 
-    progress = ProgressLine(sys.stderr, every_seconds=trainer.cfg.monitor.progress_seconds)
+    sink = NullSink() if writer is None else Tee(
+        writer, print_json_line, ProgressLine(sys.stderr, every_seconds=trainer.cfg.monitor.progress_seconds))
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        end = trainer.run(Tee(writer, print_json_line, progress))
+        end = trainer.run(sink)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -47,6 +47,10 @@ class ClassMeans:
             self.sums.index_add_(0, y[rows], h[rows].to(torch.float64))
         self.counts += torch.bincount(y, minlength=self.num_classes)
 
+    def partial_sums(self) -> list[Tensor]:
+        """The accumulators that add up over disjoint shards of the data (for an all-reduce)."""
+        return [self.sums, self.counts]
+
     def means(self) -> Tensor:
         """Class means (C x p, float64); the row of a class without samples is 0."""
         return self.sums / self.counts.clamp(min=1).unsqueeze(1).to(self.sums)
@@ -111,6 +115,10 @@ class WithinClass:
         d = h.sub_(self.means[y])  # in place on our own copy
         self.sq_dev.index_add_(0, y, torch.linalg.vector_norm(d, dim=1).square())
         self.nc1_sum += (d @ self.whiten).square().sum()
+
+    def partial_sums(self) -> list[Tensor]:
+        """The accumulators that add up over disjoint shards of the data (for an all-reduce)."""
+        return [self.nc1_sum, self.sq_dev, self.nc4_mismatch, self.nc4_seen]
 
 
 def _nc1_terms(counts: Tensor, within: WithinClass, centred: Tensor) -> dict[str, Tensor | None]:

@@ -6,6 +6,13 @@ test set, one over the training set (or monitor.margin_samples of it) for err_ga
 training error of the bounds (skipped when the probe is that whole set), one backward pass over a
 sample of the probe for the SGD noise, and the spectra of every weight matrix. Features and
 training logits never sit in memory all at once.
+
+Under torchrun (nctui/train/distributed.py) every rank streams its own contiguous shard of the
+probe, the test set and the margin samples (no sample twice, none padded) and the float64 class
+sums, within-class sums and counts are all-reduced, so the class statistics are the
+single-process ones up to the order of the sums; the probe's logits are gathered whole. Rank 0
+alone then takes the spectra, the gradient noise and the bounds (the weights are replicated)
+and every rank returns rank 0's groups.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from nctui.config import Config
 from nctui.data import balanced_indices, seeded_generator
 from nctui.models.networks import Classifier, LayerInfo, square_loss
 from nctui.train.checkpoint import Slot
+from nctui.train.distributed import World
 
 FEATURE_BYTES_PER_CHUNK = 512 * 1024 * 1024  # bound on one chunk's features and their float64 scratch
 NOISE_PROBE_MAX = 4096  # samples behind the "full" gradient of grad_noise
@@ -58,10 +66,12 @@ class Evaluator:
 
     def __init__(self, cfg: Config, model: Classifier, train_x: torch.Tensor, train_y: torch.Tensor,
                  test_x: torch.Tensor, test_y: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                 normalization: dict | None = None) -> None:
+                 normalization: dict | None = None, world: World | None = None) -> None:
         """`normalization`: the data set's preprocessing["normalize"] (per-channel mean and std
-        applied to the inputs), for the authors' raw-pixel bound; None when inputs are raw."""
+        applied to the inputs), for the authors' raw-pixel bound; None when inputs are raw.
+        `world`: the ranks that share the evaluation under torchrun; None for a single process."""
         self.cfg = cfg
+        self.world = world or World.single(train_x.device)
         self.num_classes = num_classes
         probe = balanced_probe(train_y, num_classes, cfg.monitor.probe_per_class, cfg.seed)
         picked = margin_sample(train_y, num_classes, cfg.monitor.margin_samples, cfg.seed)
@@ -73,11 +83,16 @@ class Evaluator:
         self.probe_x, self.probe_y, self.probe_t = train_x[probe], train_y[probe], targets[probe]
         self.test_x, self.test_y = test_x, test_y
         self.test_t = torch.nn.functional.one_hot(test_y, num_classes).float() * cfg.train.target_scale
+        # this rank's rows of each (all of them for a single process)
+        self.probe_rows = self.world.shard(self.probe_x.shape[0])
+        self.test_rows = self.world.shard(test_x.shape[0])
+        self.margin_rows = self.world.shard(self.margin_x.shape[0])
         self.inputs = input_statistics(train_x, normalization)
         self.infos: list[LayerInfo] = model.infos
         with torch.no_grad():
             _, inputs = model.forward_with_features(train_x[:2])
         feature_floats = sum(h.shape[1] for h in inputs)
+        self.feature_dims = [h.shape[1] for h in inputs]   # x, h_1, ..., h_{L-1}, flattened
         # float32 features of every layer, plus WithinClass's float64 scratch (2 n p) for one layer
         widest = max(h.shape[1] for h in inputs)
         self.chunk = max(32, min(8192, FEATURE_BYTES_PER_CHUNK // (4 * feature_floats + 16 * widest)))
@@ -133,21 +148,24 @@ class Evaluator:
 
     @torch.no_grad()
     def _chunks(self, model: Classifier):
-        for start in range(0, self.probe_x.shape[0], self.chunk):
-            x = self.probe_x[start:start + self.chunk]
-            logits, inputs = model.forward_with_features(x)
-            yield logits, inputs, self.probe_y[start:start + self.chunk]
+        rows = self.probe_rows
+        for start in range(rows.start, rows.stop, self.chunk):
+            end = min(start + self.chunk, rows.stop)
+            logits, inputs = model.forward_with_features(self.probe_x[start:end])
+            yield logits, inputs, self.probe_y[start:end]
 
     @torch.no_grad()
     def _test_set(self, model: Classifier) -> dict:
         loss_sum, correct, n = 0.0, 0, self.test_x.shape[0]
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.test_x.device)
         correct_acc = torch.zeros((), dtype=torch.int64, device=self.test_x.device)
-        for start in range(0, n, self.chunk):
-            logits = model(self.test_x[start:start + self.chunk])
-            t = self.test_t[start:start + self.chunk]
-            loss_acc += ((logits - t) ** 2).sum(dtype=torch.float64)
-            correct_acc += (logits.argmax(1) == self.test_y[start:start + self.chunk]).sum()
+        rows = self.test_rows
+        for start in range(rows.start, rows.stop, self.chunk):
+            end = min(start + self.chunk, rows.stop)
+            logits = model(self.test_x[start:end])
+            loss_acc += ((logits - self.test_t[start:end]) ** 2).sum(dtype=torch.float64)
+            correct_acc += (logits.argmax(1) == self.test_y[start:end]).sum()
+        self.world.sum_(loss_acc, correct_acc)
         if n:
             loss_sum, correct = float(loss_acc) / (n * self.num_classes), int(correct_acc)
         return {"loss": loss_sum if n else None, "acc": correct / n if n else None}
@@ -161,9 +179,11 @@ class Evaluator:
                     int(self.probe_y.numel()))
         n = self.margin_x.shape[0]
         counts = torch.zeros(2, dtype=torch.int64, device=self.margin_x.device)
-        for start in range(0, n, self.chunk):
-            logits = model(self.margin_x[start:start + self.chunk])
-            counts += metrics.margin_error_counts(logits, self.margin_y[start:start + self.chunk], gamma)
+        rows = self.margin_rows
+        for start in range(rows.start, rows.stop, self.chunk):
+            end = min(start + self.chunk, rows.stop)
+            counts += metrics.margin_error_counts(model(self.margin_x[start:end]), self.margin_y[start:end], gamma)
+        self.world.sum_(counts)
         within, wrong = counts.tolist()
         return within, wrong, n
 
@@ -195,7 +215,11 @@ class Evaluator:
         return metrics.gradient_noise(full, minibatch, batch, n)
 
     def evaluate(self, model: Classifier, step: int, lr: float, rho_history: torch.Tensor | None) -> dict:
-        """All eval-record groups (train, test, geometry, layers, noise, margins, bounds)."""
+        """All eval-record groups (train, test, geometry, layers, noise, margins, bounds).
+
+        Under torchrun every rank takes part in the sums (both probe passes, the test set, the
+        margin counts); rank 0 then computes the rest and every rank returns rank 0's groups.
+        """
         cfg, C = self.cfg, self.num_classes
         was_training = model.training
         model.eval()
@@ -203,16 +227,17 @@ class Evaluator:
             weights = [w.clone() if isinstance(w, torch.nn.Parameter) else w for w in model.effective_weights()]
         n_layers = len(weights)
         # A probe that fits in one chunk is run through the network once and read by both passes.
-        chunks = list(self._chunks(model)) if self.probe_x.shape[0] <= self.chunk else None
+        rows = self.probe_rows
+        chunks = list(self._chunks(model)) if rows.stop - rows.start <= self.chunk else None
 
         # Pass 1: class means of every hidden layer's input (h_1, ..., h_{L-1}; x's are fixed).
-        means_acc: list[metrics.ClassMeans] | None = None
+        means_acc = [metrics.ClassMeans(C, p, device=self.probe_x.device) for p in self.feature_dims[1:]]
         for logits, inputs, y in chunks or self._chunks(model):
-            if means_acc is None:
-                means_acc = [metrics.ClassMeans(C, h.shape[1], device=h.device) for h in inputs[1:]]
             for acc, h in zip(means_acc, inputs[1:]):
                 acc.update(h, y)
-        means = [self.input_means, *(acc.means() for acc in means_acc or ())]
+        for acc in means_acc:
+            self.world.sum_(*acc.partial_sums())
+        means = [self.input_means, *(acc.means() for acc in means_acc)]
         counts = self.counts
 
         # Pass 2: within-class spreads of the hidden layers, NC4, margins, probe loss.
@@ -223,7 +248,17 @@ class Evaluator:
                 acc.update(h, y)
             within[-1].update(inputs[-1], y, logits)
             all_logits.append(logits)
-        logits = torch.cat(all_logits)
+        for acc in within:
+            self.world.sum_(*acc.partial_sums())
+        mine = torch.cat(all_logits) if all_logits else self.probe_t.new_zeros((0, C))
+        logits = self.world.gather_rows(mine, rows, self.probe_x.shape[0])
+        test = self._test_set(model)
+        b = cfg.monitor.bounds
+        within_gamma, wrong, samples = self._margin_errors(model, b.gamma, logits)
+        if not self.world.is_main:   # the weights are rank 0's too: it alone takes the rest
+            self._remember(weights, logits, step, means[-1])
+            model.train(was_training)
+            return self.world.share(None)
         probe_loss = float(square_loss(logits, self.probe_t))
         probe_acc = float((logits.argmax(1) == self.probe_y).float().mean())
 
@@ -263,21 +298,17 @@ class Evaluator:
         rho = math.prod(rho_k)
         rho_tilde = metrics.rho_tilde(rho_k, [i.positions if i.kind == "conv" else 1 for i in self.infos])
         summary = metrics.margin_summary(metrics.margins(logits, self.probe_y), rho)
-        test = self._test_set(model)
-        b = cfg.monitor.bounds
-        within, wrong, samples = self._margin_errors(model, b.gamma, logits)
         bounds = metrics.norm_bounds(
             convention=b.convention, rho=rho, rho_tilde=rho_tilde, num_layers=n_layers,
             kernel_areas=[i.kernel_area for i in self.infos if i.kind == "conv"], num_classes=C,
             inputs=self.inputs, m=b.m, gamma=b.gamma, delta=b.delta,
-            err_gamma=within / samples if samples else None, err_gamma_samples=samples,
+            err_gamma=within_gamma / samples if samples else None, err_gamma_samples=samples,
             test_error=1.0 - test["acc"] if test["acc"] is not None else None,
             train_error=wrong / samples if samples else None)
 
-        self.prev_weights, self.prev_logits, self.prev_step = weights, logits, step
-        self.class_means = means[-1]
+        self._remember(weights, logits, step, means[-1])
         model.train(was_training)
-        return {
+        return self.world.share({
             "train": {"loss": probe_loss, "acc": probe_acc, "samples": int(self.probe_x.shape[0])},
             "test": test,
             "geometry": geometry,
@@ -285,4 +316,10 @@ class Evaluator:
             "noise": noise,
             "margins": summary,
             "bounds": bounds,
-        }
+        })
+
+    def _remember(self, weights: list[torch.Tensor], logits: torch.Tensor, step: int,
+                  class_means: torch.Tensor) -> None:
+        """What the next evaluation compares against (drift, output_jitter) and a snapshot carries."""
+        self.prev_weights, self.prev_logits, self.prev_step = weights, logits, step
+        self.class_means = class_means

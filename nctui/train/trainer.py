@@ -23,6 +23,7 @@ from nctui.data import Dataset, seeded_generator
 from nctui.models.networks import Classifier, build_model, one_hot_targets
 from nctui.records import Checkpoint, EndRecord, EvalRecord, SnapshotRecord, StartRecord, StepRecord
 from nctui.train.checkpoint import Layout, Slot
+from nctui.train.distributed import AllReduceStep, World
 from nctui.train.evaluate import Evaluator
 from nctui.train.fast_step import lean_weight_norm, make_step
 from nctui.train.sink import NullSink, Sink
@@ -79,9 +80,11 @@ class Progress:
 
 class Trainer:
     def __init__(self, cfg: Config, data: Dataset, device: torch.device, run_name: str,
-                 control: Control | None = None) -> None:
+                 control: Control | None = None, world: World | None = None) -> None:
+        """`world`: this process's rank under torchrun (nctui/train/distributed.py); None for a single process."""
         self.cfg, self.data, self.device, self.run_name = cfg, data, device, run_name
-        self.control = control or Control()
+        self.world = world or World.single(device)
+        self.control = control or self.world.new_control()
         self.sink: Sink = NullSink()   # run() is handed the run's sink; nothing goes out before
         C = data.num_classes
         if device.type == "cpu":   # weight decay drives unused weights into denormals, 7x slower on a CPU
@@ -94,6 +97,9 @@ class Trainer:
         n = self.train_x.shape[0]
         self.batch_size = min(cfg.train.batch_size, n)
         self.steps_per_epoch = n // self.batch_size   # drop the ragged last batch: fixed shapes
+        if self.batch_size % self.world.size:
+            raise ValueError(f"the global batch of {self.batch_size} samples (all {n} training samples) is not "
+                             f"divisible by the world size {self.world.size}")
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
 
         # Model and optimizer: seeded init, SGD + momentum + weight decay on every parameter.
@@ -103,11 +109,20 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.train.lr, fused=True,
                                          momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
         # Eager, or a CUDA graph on a GPU (train.cuda_graph); a ValueError when that cannot be.
-        self.train_step = make_step(self.model, self.optimizer, self.train_x, self.targets, self.batch_size,
-                                    cfg.train.cuda_graph)
+        # Under torchrun each rank steps on its slice of the batch and the gradients are averaged.
+        if self.world.distributed:
+            if cfg.train.cuda_graph == "on":
+                raise ValueError("train.cuda_graph is on, but under torchrun the step is eager (the gradients "
+                                 "are all-reduced between backward and update); use auto or off")
+            self.train_step = AllReduceStep(self.model, self.optimizer, self.train_x, self.targets, self.world,
+                                            self.control)
+        else:
+            self.train_step = make_step(self.model, self.optimizer, self.train_x, self.targets, self.batch_size,
+                                        cfg.train.cuda_graph)
 
         self.evaluator = (Evaluator(cfg, self.model, self.train_x, self.train_y, data.test_x.to(device),
-                                    data.test_y.to(device), self.targets, C, data.preprocessing.get("normalize"))
+                                    data.test_y.to(device), self.targets, C, data.preprocessing.get("normalize"),
+                                    self.world)
                           if cfg.monitor.enabled else None)
         self.eval_steps = (eval_schedule(self.total_steps, cfg.monitor.eval_every, cfg.monitor.early_evals)
                            if cfg.monitor.enabled else set())
@@ -148,7 +163,7 @@ class Trainer:
             layers=[i.name for i in self.model.infos], epochs=self.cfg.train.epochs,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
             train_samples=int(self.train_x.shape[0]), resumed_from=self.resumed_from,
-            config=self.cfg.to_dict())
+            config=self.cfg.to_dict(), world_size=self.world.size, backend=self.world.backend)
 
     def _evaluate(self, lr: float) -> EvalRecord:
         started = time.perf_counter()
