@@ -156,19 +156,22 @@ def presets() -> None:
 
 
 @main.command("open")
-@click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
-def open_run(run_dir: str) -> None:
-    """Replay a run in the monitor, or follow one still being written.
+@click.argument("paths", metavar="RUN_DIR... | SWEEP_DIR", nargs=-1, required=True, type=click.Path())
+def open_run(paths: tuple[str, ...]) -> None:
+    """Replay a run in the monitor, follow one still being written, or compare several.
 
     A finished run opens as a replay with a timeline to scrub ([ and ]); a run with no end
-    record yet (a headless run in another terminal, a cluster job) is followed live.
+    record yet (a headless run in another terminal, a cluster job) is followed live. Several
+    run directories, or a sweep directory, open compare mode: the runs overlaid, coloured by
+    the config keys that differ, the seeds of a point as mean and band (? lists the keys).
     """
     from nctui.store.rundir import RunDirError
-    from nctui.viewer import open_app
+    from nctui.store.sweepdir import SweepDirError
+    from nctui.viewer import open_viewer
 
     try:
-        app, warnings = open_app(Path(run_dir))
-    except RunDirError as err:
+        app, warnings = open_viewer([Path(path) for path in paths])
+    except (RunDirError, SweepDirError) as err:
         raise fail(str(err)) from None
     if not sys.stdout.isatty():
         raise fail("nctui open needs a terminal; for scripts read metrics.jsonl (e.g. with jq)")
@@ -181,24 +184,27 @@ def open_run(run_dir: str) -> None:
 @main.command("ls")
 @click.argument("directory", metavar="[DIR]", default="snapshots", type=click.Path())
 def list_runs(directory: str) -> None:
-    """List the runs in DIR (default snapshots/), one line each.
+    """List the sweeps and runs in DIR (default snapshots/), one line each.
 
-    Each line: name, status, steps done of planned, last NC1, last test accuracy, size. Status
-    is the end record's (completed, stopped, diverged, failed); without one, "running" while a
+    A sweep's line: name, points done of total, the keys it varies. A run's line: name,
+    status, steps done of planned, last NC1, last test accuracy, size. Status is the end record's (completed, stopped, diverged, failed); without one, "running" while a
     process writes the run (or its metrics.jsonl changed in the last two minutes), else
     "unfinished" (a killed run: resume it).
     """
+    from nctui.sweep import is_sweep_dir, sweep_summary
+
     base = Path(directory)
     if not base.is_dir():
         raise fail(f"{base}: no such directory")
     runs = [base] if (base / "run.json").is_file() else sorted(
         p for p in base.iterdir() if p.is_dir() and ((p / "run.json").is_file() or (p / "metrics.jsonl").is_file()))
-    if not runs:
+    sweeps = [base] if is_sweep_dir(base) else sorted(p for p in base.iterdir() if p.is_dir() and is_sweep_dir(p))
+    if not runs and not sweeps:
         say(f"nctui: no runs in {base}")
-    rows = [run_summary(path) for path in runs]
-    widths = [max(len(cell) for cell in column) for column in zip(*rows)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for rows in ([sweep_summary(path) for path in sweeps], [run_summary(path) for path in runs]):
+        widths = [max(len(cell) for cell in column) for column in zip(*rows)]
+        for row in rows:
+            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def run_summary(run_dir: Path) -> tuple[str, ...]:

@@ -4,11 +4,12 @@ monitors a live run (`nctui open`, and every browser tab of `nctui serve`). Neve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from nctui.records import Record
 from nctui.store.reader import RunReader
 from nctui.store.snapshot import SnapshotError, list_snapshots, read_header
+from nctui.store.sweepdir import SWEEP_JSON
 
 Feed = Callable[[Callable[[Record], None]], None]
 
@@ -57,3 +58,20 @@ def open_app(run_dir: str | Path):
     mode, feed, warnings = open_feed(run_dir, lambda: app is not None and not app.is_running)
     app = NctuiApp(feed, mode=mode, title=Path(run_dir).resolve().name, notices=warnings)
     return app, warnings
+
+
+def open_viewer(paths: Sequence[str | Path]):
+    """(the app for `nctui open PATHS...`, warnings): one run directory opens as `open_app` does;
+    several, or a sweep directory, open compare mode (tui.compare), following the runs still
+    being written and the sweep's points not started yet. RunDirError or SweepDirError (naming
+    the file) when a path cannot be read; a sweep point that cannot be read yet is followed."""
+    from nctui.analysis.runs import load_runs
+    from nctui.tui.compare.app import CompareApp
+
+    if len(paths) == 1 and not (Path(paths[0]) / SWEEP_JSON).is_file():
+        return open_app(paths[0])
+    runs = load_runs(paths, pending=True)
+    warnings = [f"{run.name}: {warning}" for run in runs for warning in run.warnings]
+    sweeps = list(dict.fromkeys(run.sweep for run in runs if run.sweep))
+    title = " + ".join(sweeps) if sweeps and all(run.sweep for run in runs) else f"{len(runs)} runs"
+    return CompareApp(runs, title=title, notices=warnings), warnings

@@ -79,7 +79,7 @@ def eval_for(index: int, weight_decay: float, seed: int) -> EvalRecord:
 def run_records(weight_decay: float, seed: int, upto: int = EVAL_STEPS[-1], ended: bool = True) -> list[Record]:
     """start, steps and evaluations interleaved up to step `upto`, then (if `ended`) the end."""
     cfg = config(weight_decay, seed)
-    start = dataclasses.replace(start_record(), run=f"wd={weight_decay}_s{seed}", config=cfg)
+    start = dataclasses.replace(start_record(), run=point_name(weight_decay, seed), config=cfg)
     body: list[tuple[int, int, Record]] = [(s, 0, step_record(s)) for s in range(20, upto + 1, 20)]
     body += [(s, 1, eval_for(i, weight_decay, seed)) for i, s in enumerate(EVAL_STEPS) if s <= upto]
     body.sort(key=lambda item: item[:2])

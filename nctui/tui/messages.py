@@ -26,3 +26,20 @@ class FeedDone(Message):
     """The feed returned (error None) or raised (error says how)."""
 
     error: BaseException | None
+
+
+@dataclass
+class RunUpdate:
+    """What changed in one run of compare mode since the last poll (not a message itself)."""
+
+    index: int                 # the run's position in the compared runs
+    records: list[Record]      # appended since the last poll, in order
+    status: str                # completed | stopped | diverged | failed | running | unfinished | pending
+    config: dict | None = None  # the run's config, once a pending sweep point has started
+
+
+@dataclass
+class RunsPolled(Message):
+    """Compare mode's poller read the runs' directories: the runs that changed."""
+
+    updates: list[RunUpdate]
