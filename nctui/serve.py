@@ -121,6 +121,7 @@ def make_server(target: Path, host: str = "127.0.0.1", port: int = 8000, token: 
     import jinja2
     import textual_serve
     from aiohttp import web
+    from aiohttp.abc import AbstractAccessLogger
     from textual_serve.server import Server, to_int
 
     template_file = Path(textual_serve.__file__).parent / "templates" / "app_index.html"
@@ -128,6 +129,12 @@ def make_server(target: Path, host: str = "127.0.0.1", port: int = 8000, token: 
     cookie_name = f"nctui_serve_token_{port}"   # cookies are per host, not per port
     viewers: dict[web.WebSocketResponse, Any] = {}   # each tab's websocket -> its viewer (an AppService)
     pending: set[asyncio.Future] = set()   # websocket handlers and viewer reapings not yet done
+
+    class AccessLog(AbstractAccessLogger):
+        """One line a request, without the query string: the token stays out of logs."""
+
+        def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+            self.logger.info("%s %s %s %s", request.remote, request.method, request.path, response.status)
 
     class NctuiServer(Server):
         """textual-serve's server behind nctui's guard, with the offline page."""
@@ -162,7 +169,7 @@ def make_server(target: Path, host: str = "127.0.0.1", port: int = 8000, token: 
             self.initialize_logging()
             ready = f"nctui: serving {target.name} at {page_url(host, port, token)} (Ctrl+C to stop)"
             web.run_app(self._make_app(), host=self.host, port=self.port, handle_signals=True,
-                        print=lambda *_: click.echo(ready, err=True))
+                        access_log_class=AccessLog, print=lambda *_: click.echo(ready, err=True))
 
         async def on_startup(self, app: web.Application) -> None:
             """Nothing: textual-serve's banner would claim the address before the port is bound."""

@@ -260,8 +260,8 @@ async def test_public_answers_any_host_name(finished_run: Path) -> None:
 # --- a real browser -----------------------------------------------------------------------------
 
 @pytest.fixture
-def served(finished_run: Path, tmp_path: Path) -> Iterator[str]:
-    """`nctui serve` on the finished run, with a token from the environment; its page address.
+def served(finished_run: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`nctui serve` on the finished run, with a token from the environment; (its page address, its log).
 
     The server and its viewers run in their own process group, killed after the test.
     """
@@ -275,20 +275,21 @@ def served(finished_run: Path, tmp_path: Path) -> Iterator[str]:
         while url not in (tmp_path / "serve.log").read_text():
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
-        yield url
+        yield url, tmp_path / "serve.log"
     finally:
         stop_process_group(process)
         log.close()
 
 
-async def test_chromium_shows_the_monitor_and_switches_panes(served: str, finished_run: Path) -> None:
+async def test_chromium_shows_the_monitor_and_switches_panes(served: tuple[str, Path], finished_run: Path) -> None:
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    url, log = served
     async with chromium_page(chromium) as page:
         await page.call("Network.enable")
         await page.call("Page.enable")
-        await page.call("Page.navigate", url=served)
+        await page.call("Page.navigate", url=url)
         await page.wait_until(lambda: finished_run.name.encode() in page.websocket_bytes(), 60,
                               "the page's websocket never carried the run's name")
         await page.wait_until(lambda: page.evaluate("document.body.classList.contains('-first-byte')"), 10,
@@ -307,3 +308,13 @@ async def test_chromium_shows_the_monitor_and_switches_panes(served: str, finish
         spectra = await page.screenshot()
         assert spectra != overview
         assert await page.colour_fraction(spectra, PANEL_BACKGROUND) > 0.3
+        requested = {event["params"]["request"]["url"] for event in page.events   # data: the screenshots counted
+                     if event.get("method") == "Network.requestWillBeSent"}
+        requested = {address for address in requested if not address.startswith("data:")}
+        assert requested and all(address.startswith(url.split("?")[0]) for address in requested), requested
+        sockets = [event["params"]["url"].split("?")[0] for event in page.events
+                   if event.get("method") == "Network.webSocketCreated"]
+        assert sockets == [url.split("?")[0].replace("http:", "ws:") + "ws"], sockets   # nothing from the internet
+    requests = [line for line in log.read_text().splitlines() if " GET " in line]
+    assert "nctui serve: 127.0.0.1 GET / 200" in requests
+    assert not any(TOKEN in line for line in requests)   # the address printed at start holds it, no log line
