@@ -4,8 +4,6 @@ prints, run as they are by a shell, make the very same runs. Plus the live table
 from __future__ import annotations
 
 import io
-import json
-import os
 import subprocess
 from pathlib import Path
 

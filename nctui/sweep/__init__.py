@@ -3,6 +3,6 @@ directory, run by an executor (DESIGN.md "Sweeps", docs/sweeps.md)."""
 
 from __future__ import annotations
 
-from nctui.sweep.state import sweep_summary
+from nctui.sweep.state import is_sweep_dir, sweep_summary
 
-__all__ = ["sweep_summary"]
+__all__ = ["is_sweep_dir", "sweep_summary"]

@@ -29,13 +29,17 @@ def _fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
               help="Directory that receives the sweep directory.")
 @click.option("--jobs", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Runs at a time (local executor); the CPU cores are divided between them.")
-@click.option("--executor", type=click.Choice(["local", "print"]), default="local", show_default=True,
-              help="local: run the points here; print: print one `nctui run` command per point to run.")
+@click.option("--executor", type=click.Choice(["local", "print", "slurm"]), default="local", show_default=True,
+              help="local: run the points here; print: print one `nctui run` command per point to run; "
+                   "slurm: write an sbatch array script (task i runs point i) and print the sbatch command.")
 @click.option("--dry-run", is_flag=True, help="Expand and validate, list the points, write nothing.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where every run trains (default: the config's train.device).")
+@click.option("--slurm", "slurm_items", multiple=True, metavar="KEY=VALUE",
+              help="With --executor slurm: an sbatch option (partition=gpu, time=02:00:00, gpus-per-task=2, ...) "
+                   "or nproc_per_run=N (each point as N torchrun processes); repeatable.")
 def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executor: str, dry_run: bool,
-          device: str | None) -> None:
+          device: str | None, slurm_items: tuple[str, ...]) -> None:
     """Run every point of a sweep spec, each an ordinary run directory inside one sweep directory.
 
     SPEC (YAML; docs/sweeps.md) names a base config (a preset or a file) and the values to vary:
@@ -54,18 +58,31 @@ def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executo
                     + (", not both" if spec else ""))
     if resume_dir is not None and click.get_current_context().get_parameter_source("out") == ParameterSource.COMMANDLINE:
         raise _fail("--out does not apply to --resume: the sweep keeps its directory")
+    slurm = _slurm_settings(executor, slurm_items)
     try:
         if resume_dir is not None:
-            code = _resume(Path(resume_dir), jobs, executor, dry_run, device)
+            code = _resume(Path(resume_dir), jobs, executor, dry_run, device, slurm)
         else:
-            code = _new(Path(spec), out, jobs, executor, dry_run, device)
+            code = _new(Path(spec), out, jobs, executor, dry_run, device, slurm)
     except KeyboardInterrupt:   # before any run started: nothing to stop
         _say("nctui: sweep: interrupted")
         code = EXIT_INTERRUPTED
     raise click.exceptions.Exit(code)
 
 
-def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, device: str | None) -> int:
+def _slurm_settings(executor: str, items: tuple[str, ...]) -> dict[str, str]:
+    from nctui.sweep.slurm import SlurmError, parse_settings
+
+    if items and executor != "slurm":
+        raise _fail("--slurm applies to --executor slurm only")
+    try:
+        return parse_settings(items)
+    except SlurmError as err:
+        raise _fail(str(err)) from None
+
+
+def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, device: str | None,
+         slurm: dict[str, str]) -> int:
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.engine import create, default_threads
     from nctui.sweep.spec import SpecError, load_spec, plan
@@ -87,7 +104,7 @@ def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, dev
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(the_plan.points)} points, varying {varying}")
     threads = default_threads(the_plan.base_config["train"]["threads"], jobs)
-    return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads)
+    return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads, slurm)
 
 
 def _all_tasks(manifest: dict) -> list:
@@ -97,7 +114,8 @@ def _all_tasks(manifest: dict) -> list:
     return [Task(index=i, point=p, action=START) for i, p in enumerate(manifest["points"])]
 
 
-def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: str | None) -> int:
+def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: str | None,
+            slurm: dict[str, str]) -> int:
     from nctui.config import ConfigError
     from nctui.store.sweepdir import SweepBusyError, SweepDirError
     from nctui.sweep.engine import default_threads, prepare_resume
@@ -128,11 +146,11 @@ def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: st
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(manifest['points']) - len(tasks)} points finished, {len(tasks)} to run")
     threads = default_threads(resumption.base.train.threads, jobs)
-    return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads)
+    return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads, slurm)
 
 
 def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, executor: str, device: str | None,
-             threads: int | None) -> int:
+             threads: int | None, slurm: dict[str, str]) -> int:
     """Run or print the tasks, holding the sweep's lock; then say how the sweep stands."""
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.executors import print_commands, run_local
@@ -143,6 +161,17 @@ def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, exec
             print_commands(sweep_dir, manifest, tasks, device, threads, sys.stdout)
             _say(f"nctui: sweep {sweep_dir}: {len(tasks)} commands printed; afterwards `nctui sweep --resume "
                  f"{sweep_dir}` reruns whatever they left unfinished")
+            return EXIT_OK
+        if executor == "slurm":
+            from nctui.sweep.slurm import prepare_submission
+
+            try:
+                command, note = prepare_submission(sweep_dir, manifest, tasks, slurm, device)
+            except SweepDirError as err:
+                raise _fail(str(err), EXIT_FAILED) from None
+            if command:
+                click.echo(command)
+            _say(note)
             return EXIT_OK
         display = _display(sweep_dir.name)
         try:

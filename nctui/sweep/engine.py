@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from nctui.config import Config, ConfigError, load_config
-from nctui.store.sweepdir import (SWEEP_JSON, SweepBusyError, SweepDirError, SweepLock, create_sweep_dir,
+from nctui.store.sweepdir import (SweepBusyError, SweepDirError, SweepLock, create_sweep_dir,
                                   read_manifest, write_manifest)
 from nctui.sweep.executors import Task, cpu_count
 from nctui.sweep.spec import Plan
@@ -102,7 +102,3 @@ def default_threads(base_threads: int, jobs: int) -> int | None:
     config chooses its own (`base_threads` > 0; a point's own train.threads wins too: run_arguments)."""
     return None if base_threads else max(1, cpu_count() // jobs)
 
-
-def is_sweep_dir(path: str | Path) -> bool:
-    """Whether `path` looks like a sweep directory (it holds sweep.json)."""
-    return (Path(path) / SWEEP_JSON).is_file()

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from nctui.records import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
-from nctui.store.sweepdir import write_manifest
+from nctui.store.sweepdir import SweepDirError, write_manifest
 from nctui.sweep.progress import Follower, Row
-from nctui.sweep.state import FINISHED, RESUME, START
+from nctui.sweep.state import FINISHED, RESUME
 
 LOGS = "logs"     # <sweep>/logs/<point>.log: each child's stderr (its stdout is metrics.jsonl again)
 TICK_SECONDS = 0.5
@@ -98,6 +98,10 @@ def run_local(sweep_dir: Path, manifest: dict, tasks: list[Task], jobs: int, dev
     for index, point in enumerate(points):   # the numbers of points finished earlier, read once
         if point["status"] != "pending":
             Follower(sweep_dir / point["run_dir"]).update(rows[index])
+    try:
+        (sweep_dir / LOGS).mkdir(exist_ok=True)
+    except OSError as err:
+        raise SweepDirError(f"cannot create {sweep_dir / LOGS}: {err.strerror}") from None
     queue = collections.deque(tasks)
     running: dict[int, _Child] = {}
     followers: dict[int, Follower] = {}
@@ -105,9 +109,8 @@ def run_local(sweep_dir: Path, manifest: dict, tasks: list[Task], jobs: int, dev
     previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
     forwarded = 0
-    (sweep_dir / LOGS).mkdir(exist_ok=True)
     try:
-        while queue or running:
+        while running or (queue and not received):
             while queue and len(running) < jobs and not received:
                 task = queue.popleft()
                 index = task.index
@@ -126,7 +129,7 @@ def run_local(sweep_dir: Path, manifest: dict, tasks: list[Task], jobs: int, dev
                     _finish(sweep_dir, manifest, rows, index, child, followers[index])
                     display.ended(rows[index], time.monotonic() - child.started)
             display.tick(rows)
-            if queue or running:
+            if running:
                 time.sleep(TICK_SECONDS)
     finally:
         for signum, handler in previous.items():
@@ -146,10 +149,14 @@ def _launch(sweep_dir: Path, manifest: dict, task: Task, device: str | None, thr
     killing the group kills every run."""
     arguments = [sys.executable, "-m", "nctui",
                  *run_arguments(sweep_dir, manifest["base_file"], task, device, threads)]
-    with open(sweep_dir / LOGS / f"{task.point['run_dir']}.log", "ab") as log:
-        log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(arguments)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    path = sweep_dir / LOGS / f"{task.point['run_dir']}.log"
+    try:
+        with open(path, "ab") as log:
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(arguments)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    except OSError as err:
+        raise SweepDirError(f"cannot start {task.point['name']} (log {path}): {err.strerror or err}") from None
     return _Child(task=task, process=process, started=time.monotonic())
 
 

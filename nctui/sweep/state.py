@@ -3,7 +3,6 @@ the last one the sweep saw), and what a resume does with it."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from nctui.records import RecordError, record_from_json
 from nctui.store.reader import RunReader
 from nctui.store.rundir import METRICS, RunDirError, being_written
 from nctui.store.snapshot import list_snapshots
-from nctui.store.sweepdir import SweepDirError, is_locked, read_manifest
+from nctui.store.sweepdir import SWEEP_JSON, SweepDirError, is_locked, read_manifest
 
 FINISHED = ("completed", "diverged")   # a resume leaves these alone: a diverged run would diverge again
 TAIL_BYTES = 64 * 1024
@@ -93,6 +92,7 @@ def sweep_summary(sweep_dir: str | Path) -> tuple[str, ...]:
     return (sweep_dir.name, f"sweep {done}/{len(points)} points done{running}", f"varying {varying}")
 
 
-def describe(values: dict) -> str:
-    """A point's values on one line: `train.weight_decay=0.001 seed=0`."""
-    return " ".join(f"{key}={json.dumps(value)}" for key, value in values.items())
+
+def is_sweep_dir(path: str | Path) -> bool:
+    """Whether `path` looks like a sweep directory (it holds sweep.json): for `nctui ls`."""
+    return (Path(path) / SWEEP_JSON).is_file()

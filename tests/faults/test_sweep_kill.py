@@ -129,13 +129,15 @@ def test_a_sweep_killed_whole_resumes_to_the_uninterrupted_records(moment: str, 
         assert resumed == reference             # and every step and evaluation before them
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)])
-def test_a_signal_stops_every_run_cleanly_and_the_sweep_resumes(signum: int, code: int, uninterrupted: Path,
-                                                                 tmp_path: Path) -> None:
-    process = start_sweep(str(tiny_spec(tmp_path, epochs=EPOCHS)), "--out", str(tmp_path / "out"), "--jobs", "2")
+@pytest.mark.parametrize("signum, code, jobs", [(signal.SIGINT, EXIT_INTERRUPTED, 2), (signal.SIGTERM, EXIT_TERMINATED, 1)])
+def test_a_signal_stops_every_run_cleanly_and_the_sweep_resumes(signum: int, code: int, jobs: int,
+                                                                 uninterrupted: Path, tmp_path: Path) -> None:
+    """SIGINT with both points running; SIGTERM with one running and the other waiting for its turn."""
+    process = start_sweep(str(tiny_spec(tmp_path, epochs=EPOCHS)), "--out", str(tmp_path / "out"), "--jobs", str(jobs))
+    running = POINTS[:jobs]
     try:
         sweep_dir = wait_until(process, tmp_path / "out",
-                               lambda d: all("snapshot" in record_types(d / name) for name in POINTS))
+                               lambda d: all("snapshot" in record_types(d / name) for name in running))
         refused = resume(sweep_dir)   # the sweep still runs: a resume is refused by its lock
         assert refused.exit_code == EXIT_FAILED
         assert refused.stderr == (f"nctui: error: {sweep_dir}: another nctui process is running this sweep "
@@ -149,15 +151,14 @@ def test_a_signal_stops_every_run_cleanly_and_the_sweep_resumes(signum: int, cod
     assert process.returncode == code, stderr
     assert stderr.splitlines()[-1] == f"nctui: sweep: resume it with: nctui sweep --resume {sweep_dir}"
     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-    for point in POINTS:   # each run wrote its final snapshot and an end record
+    for point in running:   # each run wrote its final snapshot and an end record
         records = read_records(sweep_dir / point)
         end = records[-1]
         assert (end.type, end.status, end.reason) == ("end", "stopped", f"interrupted by {name}")
         assert (records[-2].type, records[-2].reason, records[-2].step) == ("snapshot", "final", end.step)
         assert end.step < 100
-    assert [p["status"] for p in read_manifest(sweep_dir)["points"]] == ["stopped", "stopped"]
-    if signum == signal.SIGTERM:
-        return   # a stopped sweep resumes the same whichever signal stopped it: once is enough
+    assert not any((sweep_dir / point).exists() for point in POINTS[jobs:])   # no further point started
+    assert [p["status"] for p in read_manifest(sweep_dir)["points"]] == ["stopped"] * jobs + ["pending"] * (2 - jobs)
 
     result = resume(sweep_dir)
     assert result.exit_code == EXIT_OK, result.stderr
