@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from nctui.records import EndRecord, EvalRecord, Record, StartRecord, supersedes
-from nctui.store.rundir import (METRICS, ReadStats, RunDirError, check_regular, looks_alive, parse_lines,
-                               read_run_json)
+from nctui.store.rundir import (METRICS, ReadStats, RunDirError, being_written, check_regular, looks_alive,
+                               parse_lines, read_run_json)
 
 
 class RunReader:
@@ -71,9 +71,10 @@ class RunReader:
         return [f"skipped {stats.skipped} unreadable line(s) ({stats.first_error})"] if stats.skipped else []
 
     def read(self) -> RunReader:
-        """Read everything there is now, counting a torn last line (a killed run's) as skipped; returns self."""
+        """Read everything there is now, counting a torn last line as skipped when no writer holds the
+        run (a killed run's; a line a live writer is still writing is held back); returns self."""
         self.poll()
-        if self._pending.strip() and not self.alive():
+        if self._pending.strip() and not being_written(self.run_dir):
             self.stats.skipped += 1
             self.stats.first_error = self.stats.first_error or f"{self.path}:{self._line + 1}: torn last line"
             self._pending = b""

@@ -2,7 +2,7 @@
 
 Run as `python pausing_entry.py ARGS` with NCTUI_TEST_PAUSE_AT set to the start of an event
 (empty: never pause):
-`record <type> <step>` (after a metrics.jsonl line is written and echoed), `fsync <file>` (a
+`record <type> <step>` (after a metrics.jsonl line is written, before the front end sees it), `fsync <file>` (a
 temporary file written, not yet renamed: `fsync .snap-000000014.safetensors.tmp-`) or
 `replaced <file>` (just renamed, before anything else). At a matching event it prints
 `nctui-test: paused at <event>` on stderr and waits until a stop is requested (SIGINT or
@@ -24,7 +24,7 @@ from nctui.records import Record
 PAUSE_AT = os.environ["NCTUI_TEST_PAUSE_AT"]
 stopped = threading.Event()
 real_fsync, real_replace = os.fsync, os.replace
-real_write, real_request_stop = rundir.RunWriter.write, Control.request_stop
+real_write, real_request_stop = rundir.RunWriter.record, Control.request_stop
 
 
 def checkpoint(event: str) -> None:
@@ -57,5 +57,5 @@ def request_stop(self: Control, reason: str = "stopped by the user") -> None:
     stopped.set()
 
 
-os.fsync, os.replace, rundir.RunWriter.write, Control.request_stop = fsync, replace, write, request_stop
+os.fsync, os.replace, rundir.RunWriter.record, Control.request_stop = fsync, replace, write, request_stop
 entry()

@@ -128,7 +128,7 @@ def test_a_full_disk_under_metrics_jsonl_stops_the_run(tmp_path: Path, monkeypat
         result = invoke(*tiny(tmp_path))
     (run_dir,) = tmp_path.iterdir()
     assert result.exit_code == 1
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nctui: ")]   # not the progress lines
     assert lines[0] == f"nctui: run directory {run_dir}" and len(lines) == 2, result.stderr
     match = re.fullmatch(rf"nctui: error: cannot write {re.escape(str(run_dir))}/metrics.jsonl: No space left on "
                          r"device; the run stopped at step (\d+) \(the snapshots written before are intact\)", lines[1])

@@ -16,7 +16,7 @@ from nctui.store.snapshot import list_snapshots, read_snapshot, snapshot_name
 from run_fixtures import invoke, settings
 from tui_fixtures import settle
 
-LR_SLOW, LR_AT_ONCE = 10, 1e8   # diverges after a few steps (finite snapshots at 2, 4, 6); at the first one
+LR_SLOW, LR_AT_ONCE = 20, 1e8   # diverges after a few steps (a finite snapshot at 2, not one at 4); at the first one
 
 
 def diverge(out: Path, lr: float) -> tuple[Result, Path]:
