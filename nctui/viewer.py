@@ -73,5 +73,5 @@ def open_viewer(paths: Sequence[str | Path]):
     runs = load_runs(paths, pending=True)
     warnings = [f"{run.name}: {warning}" for run in runs for warning in run.warnings]
     sweeps = list(dict.fromkeys(run.sweep for run in runs if run.sweep))
-    title = " + ".join(sweeps) if sweeps and all(run.sweep for run in runs) else f"{len(runs)} runs"
+    title = " + ".join(sweeps) if sweeps and all(run.sweep for run in runs) else ""
     return CompareApp(runs, title=title, notices=warnings), warnings

@@ -12,7 +12,9 @@ the quantities compare mode plots made to depend on weight decay and seed in clo
   drift (per layer)  = 2e-4 (1 + 0.1 seed)                 with weight decay; 2e-4 (1 - 0.9 t) without
   gap bound          = 2^(9.6 - 10 t) with weight decay, 2^(9.6 - 4 t) without; gap = 0.1 (1 - t) + 0.02
 
-where t = index / 8 runs over the 9 evaluations.
+where t = index / 8 runs over the 9 evaluations. A run with a learning rate other than the
+default 0.05 (`write_grid`: three learning rates x two weight decays, one seed) has its NC1
+multiplied by (0.05 / lr)^(t / 2): the larger the step, the faster the collapse.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from tui_fixtures import EVAL_STEPS, LAYERS, eval_record, final_records, start_r
 
 WEIGHT_DECAYS = (0.0, 1e-2)
 SEEDS = (0, 1)
+LEARNING_RATES = (1e-3, 1e-2, 1e-1)
+DEFAULT_LR = 0.05
 
 
 def config(weight_decay: float, seed: int, **train: Any) -> dict:
@@ -36,13 +40,13 @@ def config(weight_decay: float, seed: int, **train: Any) -> dict:
     return {"name": "wd", "seed": seed,
             "data": {"name": "synthetic", "root": None},
             "model": {"kind": "fc", "width": 32, "depth": 4},
-            "train": {"epochs": 8, "batch_size": 40, "lr": 0.05, "weight_decay": weight_decay,
+            "train": {"epochs": 8, "batch_size": 40, "lr": DEFAULT_LR, "weight_decay": weight_decay,
                       "device": "cpu", "threads": 1, **train},
             "monitor": {"eval_every": 50, "rank_tol": 1e-3, "bounds": {"gamma": 1.0, "delta": 1e-3}}}
 
 
-def nc1(weight_decay: float, seed: int, t: float) -> float:
-    return 10 ** (1 - (3 if weight_decay else 1) * t) * (1 + 0.2 * seed)
+def nc1(weight_decay: float, seed: int, t: float, lr: float = DEFAULT_LR) -> float:
+    return 10 ** (1 - (3 if weight_decay else 1) * t) * (1 + 0.2 * seed) * (DEFAULT_LR / lr) ** (t / 2)
 
 
 def rank(weight_decay: float, seed: int, t: float, k: int) -> int:
@@ -57,7 +61,7 @@ def gap_bound(weight_decay: float, t: float) -> float:
     return 2 ** (9.6 - (10 if weight_decay else 4) * t)
 
 
-def eval_for(index: int, weight_decay: float, seed: int) -> EvalRecord:
+def eval_for(index: int, weight_decay: float, seed: int, lr: float = DEFAULT_LR) -> EvalRecord:
     """tui_fixtures' evaluation `index`, with the compared quantities as the module docstring says."""
     record = eval_record(index)
     t = index / (len(EVAL_STEPS) - 1)
@@ -69,19 +73,20 @@ def eval_for(index: int, weight_decay: float, seed: int) -> EvalRecord:
                        "drift": None if index == 0 else drift})
     return dataclasses.replace(
         record, layers=layers,
-        geometry={**record.geometry, "nc1": nc1(weight_decay, seed, t)},
+        geometry={**record.geometry, "nc1": nc1(weight_decay, seed, t, lr)},
         test={"loss": record.test["loss"], "acc": accuracy(weight_decay, seed, t)},
         train={"loss": 0.09 * 10 ** (-1.5 * t) * (1 + 0.1 * seed), "acc": record.train["acc"]},
         bounds={**record.bounds, "gap_bound_dense": gap_bound(weight_decay, t), "gap": 0.1 * (1 - t) + 0.02},
     )
 
 
-def run_records(weight_decay: float, seed: int, upto: int = EVAL_STEPS[-1], ended: bool = True) -> list[Record]:
+def run_records(weight_decay: float, seed: int, upto: int = EVAL_STEPS[-1], ended: bool = True,
+                lr: float = DEFAULT_LR) -> list[Record]:
     """start, steps and evaluations interleaved up to step `upto`, then (if `ended`) the end."""
-    cfg = config(weight_decay, seed)
+    cfg = config(weight_decay, seed, lr=lr)
     start = dataclasses.replace(start_record(), run=point_name(weight_decay, seed), config=cfg)
     body: list[tuple[int, int, Record]] = [(s, 0, step_record(s)) for s in range(20, upto + 1, 20)]
-    body += [(s, 1, eval_for(i, weight_decay, seed)) for i, s in enumerate(EVAL_STEPS) if s <= upto]
+    body += [(s, 1, eval_for(i, weight_decay, seed, lr)) for i, s in enumerate(EVAL_STEPS) if s <= upto]
     body.sort(key=lambda item: item[:2])
     return [start, *(r for *_, r in body), *(final_records(step=upto) if ended else [])]
 
@@ -124,6 +129,12 @@ def write_sweep(directory: Path, started: int = 4, ended: bool = True, upto: int
                                "base": "quickstart", "base_file": "base.yaml",
                                "varying": ["train.weight_decay", "seed"], "points": points})
     return sweep_dir
+
+
+def write_grid(directory: Path) -> list[Path]:
+    """Six finished runs, learning rates x weight decays (seed 0), as loose run directories."""
+    return [write_run(directory / f"lr={lr}_wd={weight_decay}", config(weight_decay, 0, lr=lr),
+                      run_records(weight_decay, 0, lr=lr)) for weight_decay in WEIGHT_DECAYS for lr in LEARNING_RATES]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

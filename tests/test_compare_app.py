@@ -147,7 +147,7 @@ async def test_the_vs_parameter_view_plots_each_points_value_against_the_varying
         await press(pilot, "v", "left_square_bracket")
         pane = app.screen.query_one(VsParamPane)
         assert pane.display and not app.screen.query_one(TimePane).display
-        assert pane.border_title == "NC1  Tr(ΣW ΣB⁺)/C (log) at step 350 vs λ"
+        assert pane.border_title == "NC1  Tr(ΣW ΣB⁺)/C (log) vs λ · step 350"
         data, labels, _, _ = vs_data(app.compare)
         (line,) = [s for s in data.series if s.label == "" and len(s.points) == 2 and s.points[0][0] != s.points[1][0]]
         means = [mean_std([nc1(wd, 0, 7 / 8), nc1(wd, 1, 7 / 8)]) for wd in (0.0, 0.01)]

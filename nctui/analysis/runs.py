@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from nctui.records import EvalRecord, Record, StartRecord, StepRecord, supersedes
 from nctui.store.reader import RunReader
-from nctui.store.rundir import RUN_JSON, RunDirError
+from nctui.store.rundir import RUN_JSON, RunDirError   # what RunData.poll raises, for callers above the store
 from nctui.store.sweepdir import SWEEP_JSON, read_manifest
 
 # Config keys that say how a run was executed or stored, not what it computed: never "free".
@@ -84,14 +84,17 @@ class RunData:
     def add(self, records: Iterable[Record]) -> None:
         """Append records as a reader delivered them, splicing a resumed segment's start."""
         for record in records:
-            if record.type == "start":
+            if record.type == "start" and getattr(record, "resumed_from", None) is not None:
                 self.records = [r for r in self.records if not supersedes(record, r)]
+                self._evals = None
             self.records.append(record)
-        self._evals = None
+            if self._evals is not None and isinstance(record, EvalRecord):
+                self._evals.append(record)
 
     def poll(self) -> list[Record]:
         """Read what the run appended since the last call (needs the reader); a pending point
-        whose run directory has appeared is opened first. Updates records, status and config."""
+        whose run directory has appeared is opened first. Updates records, status and config.
+        RunDirError (naming the file) when metrics.jsonl cannot be read."""
         if self.reader is None:
             if not (self.path / RUN_JSON).is_file():
                 return []
@@ -103,7 +106,7 @@ class RunData:
             self.seed = self.config.get("seed", self.seed)
         new = self.reader.poll()
         if new:
-            self.records = list(self.reader.records)
+            self.records = self.reader.records   # the reader's own list: this copy is the reader thread's
             self._evals = None
         self.status = self.reader.status
         return new

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from textual.binding import Binding
 
-from nctui.analysis.runs import PENDING, RunData
+from nctui.analysis.runs import PENDING, RunData, RunDirError
 from nctui.records import END_STATUSES, Record
 from nctui.tui.app import NctuiApp
 from nctui.tui.compare.screen import CompareScreen
@@ -43,14 +43,15 @@ class CompareApp(NctuiApp):
     CSS_PATH = TCSS
     BINDINGS = [Binding("c,escape", "compare", "compare runs", key_display="c")]
 
-    def __init__(self, runs: list[RunData], title: str = "runs", notices: Sequence[str] = (),
+    def __init__(self, runs: list[RunData], title: str = "", notices: Sequence[str] = (),
                  poll_seconds: float = POLL_SECONDS) -> None:
+        """`title`: the sweep's name, or "" for runs opened one by one."""
         self._followed = runs     # the poller's: it alone reads and changes these
         self.compare = CompareState([run.detached() for run in runs])
         self.poll_seconds = poll_seconds
         self._monitored: int | None = None   # the run the monitor underneath shows
-        super().__init__(self._poll_runs, mode="replay" if finished(runs) else "following", title=title,
-                         notices=notices)
+        super().__init__(self._poll_runs, mode="replay" if finished(runs) else "following",
+                         title=title or "nctui compare", notices=notices)
         self.compare_title = title
 
     def on_mount(self) -> None:
@@ -62,6 +63,7 @@ class CompareApp(NctuiApp):
 
     def _poll_runs(self, _show: Callable[[Record], None]) -> None:
         runs = self._followed
+        unreadable: set[int] = set()
         while not finished(runs):
             deadline = time.monotonic() + self.poll_seconds
             while time.monotonic() < deadline:
@@ -71,7 +73,13 @@ class CompareApp(NctuiApp):
             updates = []
             for index, run in enumerate(runs):
                 status, was_pending = run.status, run.reader is None
-                records = run.poll()
+                try:
+                    records = run.poll()
+                except RunDirError as err:   # say it once; the other runs go on
+                    if index not in unreadable:
+                        unreadable.add(index)
+                        self.notify(str(err), severity="warning", timeout=30)
+                    continue
                 started = was_pending and run.reader is not None
                 if records or started or run.status != status:
                     updates.append(RunUpdate(index, records, run.status if run.reader else PENDING,

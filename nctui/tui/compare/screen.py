@@ -25,17 +25,20 @@ from nctui.tui.widgets.item_row import ItemRow
 MAX_VALUES_SHOWN = 5   # of a varying key in the header
 
 
-def header_items(state: CompareState, title: str) -> tuple[list[Text], int]:
+def header_items(state: CompareState, title: str) -> tuple[list[Text], int | None]:
     """`nctui compare <sweep> · 4 runs · varying λ {0, 1e-2} · seeds 0, 1 · ✔ 4/4 completed`,
-    and the index of the item that gives way first (the title)."""
+    and the index of the item that gives way first: the title, or without one what varies."""
     runs = state.runs
     items = [Text("nctui", style="bold #5fafff"), Text(" compare ", style="bold reverse #5fd7d7"),
-             Text(title, style="bold"), Text(f"{len(runs)} runs", style="dim")]
-    for key in state.keys:
+             *([Text(title, style="bold")] if title else []), Text(f"{len(runs)} runs", style="dim")]
+    varying = Text("varying ", style="dim") if state.keys else Text("nothing varies", style="dim")
+    for n, key in enumerate(state.keys):
         values = sorted({hashable(value_of(run, key)) for run in runs}, key=sort_key)
         shown = ", ".join(format_value(v) for v in values[:MAX_VALUES_SHOWN])
         more = f", … {len(values)} values" if len(values) > MAX_VALUES_SHOWN else ""
-        items.append(Text.assemble(("varying ", "dim"), (short_key(key), "bold"), f" {{{shown}{more}}}"))
+        varying.append_text(Text.assemble("  " if n else "", (short_key(key), "bold"), f" {{{shown}{more}}}"))
+    shrink = 2 if title else len(items)
+    items.append(varying)
     if len(state.seeds) > 1:
         items.append(Text.assemble(("seeds ", "dim"), ", ".join(format_value(s) for s in state.seeds)))
     counts = state.status_counts()
@@ -45,7 +48,7 @@ def header_items(state: CompareState, title: str) -> tuple[list[Text], int]:
     else:
         items += [Text(f"{STATUS_MARKS.get(status, '?')} {count} {status}", style=STATUS_COLORS.get(status, "dim"))
                   for status, count in sorted(counts.items())]
-    return items, 2
+    return items, shrink
 
 
 def summary_items(state: CompareState) -> list[Text]:

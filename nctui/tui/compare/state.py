@@ -43,12 +43,21 @@ class CompareState:
     scrub: int | None = None      # the step every run is shown at; None follows the newest
     version: int = 0
     keys: list[str] = field(init=False)   # the varying config keys, in the user's order (`g` rotates)
+    _orders: dict = field(default_factory=dict, repr=False)   # sorted value combinations, until the next change
 
     def __post_init__(self) -> None:
         self.keys = free_keys(self.runs)
 
     def touch(self) -> None:
         self.version += 1
+        self._orders.clear()
+
+    def _order(self, keys: tuple[str, ...]) -> list[tuple]:
+        """The distinct combinations of `keys` over all runs, sorted (cached until the next change)."""
+        if keys not in self._orders:
+            combos = {tuple(hashable(value_of(run, k)) for k in keys) for run in self.runs}
+            self._orders[keys] = sorted(combos, key=lambda combo: tuple(map(sort_key, combo)))
+        return self._orders[keys]
 
     # --- records from the poller ----------------------------------------------------------
 
@@ -110,25 +119,19 @@ class CompareState:
         and the quantity is a single one."""
         if len(self.keys) < 2 or len(self.metric.parts) > 1:
             return None
-        distinct = {hashable(value_of(run, self.keys[1])) for run in self.runs}
-        return self.keys[1] if len(distinct) <= len(STYLE_MARKS) else None
+        return self.keys[1] if len(self._order((self.keys[1],))) <= len(STYLE_MARKS) else None
 
     @property
     def colour_keys(self) -> list[str]:
         return [key for key in self.keys if key != self.style_key]
 
     def colour(self, run: RunData) -> str:
-        keys = self.colour_keys
-        combos = sorted({tuple(hashable(value_of(r, k)) for k in keys) for r in self.runs},
-                        key=lambda combo: tuple(map(sort_key, combo)))
-        return PALETTE[combos.index(tuple(hashable(value_of(run, k)) for k in keys)) % len(PALETTE)]
+        keys = tuple(self.colour_keys)
+        return PALETTE[self._order(keys).index(tuple(hashable(value_of(run, k)) for k in keys)) % len(PALETTE)]
 
     def style(self, run: RunData) -> int:
         key = self.style_key
-        if key is None:
-            return 0
-        values = sorted({hashable(value_of(r, key)) for r in self.runs}, key=sort_key)
-        return values.index(hashable(value_of(run, key)))
+        return 0 if key is None else self._order((key,)).index((hashable(value_of(run, key)),))
 
     def point_label(self, run: RunData, keys: list[str] | None = None) -> str:
         """The run's point, e.g. `λ=1e-2`; its name when nothing varies."""

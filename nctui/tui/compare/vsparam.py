@@ -76,8 +76,8 @@ def vs_data(state: CompareState) -> tuple[PlotData, list[tuple[float, str]], str
         legend_items.append("[dim]┃ ±1 sd[/]")
     if dots:
         legend_items.append("⠂ seeds")
-    at = f"at step {state.scrub:,}" if state.scrub is not None else "at the newest evaluation"
-    title = f"{metric_title(state)} {at} vs {short_key(x_key)}{' (log x)' if log else ''}"
+    at = f"step {state.scrub:,}" if state.scrub is not None else "newest"
+    title = f"{metric_title(state)} vs {short_key(x_key)}{' (log x)' if log else ''} · {at}"
     x_labels = [(position, format_value(value)) for value, position in positions.items()]
     return PlotData([*bars, *dots, *lines]), x_labels, title, "  ".join(legend_items)
 
