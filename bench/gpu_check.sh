@@ -48,3 +48,68 @@ check fc_eval_60k 60 python3 bench/eval_cost.py --preset mnist_fc --synthetic-mn
     --set monitor.probe_per_class=6000
 check quickstart_throughput 90 python3 bench/throughput.py --preset quickstart --device cuda --rounds 3 \
     --variants plain,nctui,monitored
+
+# --- 4. Issue 15, torchrun: world size 1 with nccl gives the plain run's records ------------------
+# The shrunk quickstart of tests/distributed_fixtures.py on cuda, three ways: plain with eager steps,
+# plain with the CUDA graph (auto), and `torchrun --nproc-per-node=1` (nccl, eager AllReduceStep).
+# Expected: nccl-1 equals plain-eager to float rounding (max relative difference printed per field;
+# the sums are the same, so ~0); and with 2+ GPUs, nccl-2 within ~1e-5 of plain-eager. About a
+# minute. Alone: bash -c "$(sed -n '/^# --- 4. Issue 15/,$p' bench/gpu_check.sh)"
+OUT=${OUT:-/tmp/gpu_check}
+DIST="$OUT/distributed"
+rm -rf "$DIST" && mkdir -p "$DIST"
+SHRUNK=(--set data.synthetic.train_per_class=20 --set data.synthetic.test_per_class=10 --set model.width=32
+        --set model.depth=3 --set train.batch_size=20 --set train.epochs=20 --set monitor.log_every=10
+        --set monitor.eval_every=50 --set monitor.early_evals=false --set monitor.snapshot_every=30
+        --set monitor.noise_batches=2 --set monitor.probe_per_class=10 --set monitor.margin_samples=55)
+dist_run() {   # dist_run NAME COMMAND...: one run into $DIST/NAME, its stderr kept
+    local name=$1
+    shift
+    echo "== distributed $name: $*"
+    timeout 180 "$@" quickstart --headless --device cuda --run-dir "$DIST/$name" "${SHRUNK[@]}" \
+        > /dev/null 2> "$DIST/$name.stderr"
+    echo "== distributed $name: exit $?"
+    tail -2 "$DIST/$name.stderr"
+}
+dist_run plain_eager python3 -m nctui run --set 'train.cuda_graph="off"'
+dist_run plain_graph python3 -m nctui run
+dist_run nccl1 python3 -m torch.distributed.run --standalone --nproc-per-node=1 -m nctui run
+GPUS=$(python3 -c "import torch; print(torch.cuda.device_count())")
+[ "$GPUS" -ge 2 ] && dist_run nccl2 python3 -m torch.distributed.run --standalone --nproc-per-node=2 -m nctui run
+python3 - "$DIST" <<'PY' | tee "$OUT/distributed.json"
+import json, math, pathlib, sys
+base = pathlib.Path(sys.argv[1])
+clock = {"time", "elapsed", "eval_seconds", "samples_per_s", "run", "world_size", "backend", "device"}
+def records(name):
+    path = base / name / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
+def walk(a, b, where, worst):
+    if isinstance(a, dict):
+        for key in a:
+            if key not in clock:
+                walk(a[key], b.get(key) if isinstance(b, dict) else None, f"{where}.{key}", worst)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for x, y in zip(a, b):
+            walk(x, y, where, worst)
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        rel = abs(a - b) / max(abs(a), abs(b), 1e-30)
+        worst[where] = max(worst.get(where, 0.0), rel)
+    elif a != b:
+        worst[where] = math.inf
+reference = records("plain_eager")
+report = {"start": {n: {k: (records(n) or [{}])[0].get(k) for k in ("world_size", "backend", "device")}
+                    for n in ("plain_eager", "nccl1", "nccl2")}}
+for name in ("plain_graph", "nccl1", "nccl2"):
+    other = records(name)
+    if other is None or reference is None:
+        report[name] = "missing"
+        continue
+    same_shape = [(r["type"], r.get("step")) for r in reference] == [(r["type"], r.get("step")) for r in other]
+    worst = {}
+    for a, b in zip(reference, other):
+        if a["type"] != "start":   # the start records differ in config (cuda_graph), world size, backend
+            walk(a, b, a["type"], worst)
+    top = [kv for kv in sorted(worst.items(), key=lambda kv: -kv[1])[:8] if kv[1] > 0]
+    report[name] = {"same_records": same_shape, "max_rel": max(worst.values(), default=0.0), "worst": top}
+print(json.dumps(report, indent=1, default=str))
+PY
