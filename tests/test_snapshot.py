@@ -234,3 +234,17 @@ def test_splice_drops_what_a_resumed_segment_superseded() -> None:
     assert [(r.type, getattr(r, "step", None)) for r in spliced] == [
         ("start", None), ("step", 5), ("snapshot", 7), ("start", None), ("step", 10), ("step", 15)]
     assert splice(first) == first
+
+
+def test_a_snapshot_is_due_after_snapshot_minutes_of_wall_time(tmp_path: Path) -> None:
+    """monitor.snapshot_minutes bounds what a kill can lose in time, whatever the step count."""
+    trainer = make_trainer(tmp_path, train__epochs=2, monitor__snapshot_every=0, monitor__snapshot_minutes=5)
+    assert not trainer._snapshot_due(3)                        # just started
+    trainer._last_snapshot_time -= 5 * 60 + 1
+    assert trainer._snapshot_due(3)                            # five minutes without one
+    assert not trainer._snapshot_due(trainer.total_steps)      # the last step gets the final one instead
+    trainer.run(SnapshotsOnly(tmp_path))                       # each snapshot restarts the clock
+    assert not trainer._snapshot_due(3)
+    never = make_trainer(tmp_path, train__epochs=2, monitor__snapshot_every=0, monitor__snapshot_minutes=0)
+    never._last_snapshot_time -= 10 ** 6
+    assert not never._snapshot_due(3)
