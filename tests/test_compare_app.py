@@ -15,7 +15,7 @@ from compare_fixtures import (accuracy, append, config, eval_for, gap_bound, mea
 from nctui.analysis.runs import load_runs
 from nctui.tui.app import NctuiApp
 from nctui.tui.compare.app import CompareApp
-from nctui.tui.compare.plot import Band, StyledSeries
+from nctui.tui.compare.plot import Band
 from nctui.tui.compare.screen import CompareScreen
 from nctui.tui.compare.sidebar import RunsSidebar
 from nctui.tui.compare.timeplot import TimePane, time_data
@@ -246,3 +246,21 @@ async def test_one_run_opens_the_monitor_and_two_runs_compare_mode(tmp_path: Pat
         assert [line.split()[-2:] for line in sidebar(app)] == [["lr=1e-2", "✔"], ["lr=0.1", "✔"]]
         await press(pilot, "g")   # one key varies: nothing else to group by
         assert app.compare.keys == ["train.lr"]
+
+
+async def test_a_run_that_turns_unreadable_is_reported_once_and_the_others_still_followed(tmp_path: Path) -> None:
+    sweep_dir = write_sweep(tmp_path, started=2, ended=False, upto=200)
+    app = CompareApp(load_runs([sweep_dir], pending=True), title="wd-sweep", poll_seconds=0.02)
+    said: list[str] = []
+    app.notify = lambda message, **_: said.append(message)   # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        metrics = sweep_dir / "wd=0_s0" / "metrics.jsonl"
+        metrics.unlink()
+        metrics.mkdir()   # opening it now fails
+        append(sweep_dir / "wd=0_s1", [eval_for(5, 0.0, 1)])
+        await ready(app, pilot, lambda: len(app.compare.runs[1].evals) == 6)
+        await pilot.pause(0.2)   # several more polls
+        assert said == [f"{metrics}: cannot read (Is a directory)"] and app.feed_error is None
+        assert len(app.compare.runs[0].evals) == 5
+        await press(pilot, "q")

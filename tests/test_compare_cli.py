@@ -30,7 +30,8 @@ def test_ls_lists_sweeps_with_points_done_and_varying_keys_then_runs(tmp_path: P
 def test_open_refuses_what_it_cannot_read_in_one_line(tmp_path: Path) -> None:
     sweep_dir = write_sweep(tmp_path)
     missing = nctui("open", str(sweep_dir), str(tmp_path / "nope"))
-    assert missing.exit_code == 2 and missing.stderr == f"nctui: error: {tmp_path / 'nope'}: not a run directory (no such directory)\n"
+    assert missing.exit_code == 2
+    assert missing.stderr == f"nctui: error: {tmp_path / 'nope'}: not a run directory (no such directory)\n"
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "sweep.json").write_text("[1, 2")
     broken = nctui("open", str(tmp_path / "broken"))

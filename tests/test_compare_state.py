@@ -87,4 +87,4 @@ def test_dashes_dots_and_bands_follow_the_dot_columns() -> None:
 
 def test_x_labels_sit_under_their_x_and_never_touch() -> None:
     axis = x_axis(2, 20, 0.0, 1.0, [(0.0, "0"), (0.5, "1e-2"), (0.52, "2e-2"), (1.0, "0.1")]).plain
-    assert axis == "  └0───────1e-2─────0.1"   # 1e-2 centred on column 10 of 20; 2e-2 would touch it
+    assert axis == "  └0───────1e-2─────0.1"   # 1e-2 centred on column 10 of 20; 2e-2 touches it

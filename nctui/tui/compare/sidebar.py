@@ -69,4 +69,5 @@ class RunsSidebar(Widget):
         cursor = min(max(state.cursor, 0), len(rows) - 1)
         first = min(max(cursor - height // 2, 0), max(len(rows) - height, 0))
         shown = rows[first:first + height]
-        return Text("\n", no_wrap=True).join(run_line(state, i, first + k == cursor, width) for k, i in enumerate(shown))
+        lines = (run_line(state, i, first + k == cursor, width) for k, i in enumerate(shown))
+        return Text("\n", no_wrap=True).join(lines)

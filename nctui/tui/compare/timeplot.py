@@ -58,7 +58,8 @@ def time_data(state: CompareState) -> tuple[PlotData, bool]:
                                         color, style) for run in group]
                 continue
             rows = aggregate([series(run, state.paths(run)[part]) for run in group])
-            curves.append(StyledSeries(state.point_label(group[0]), [(float(s), m) for s, m, _, _ in rows], color, style))
+            means = [(float(s), m) for s, m, _, _ in rows]
+            curves.append(StyledSeries(state.point_label(group[0]), means, color, style))
             if any(n > 1 for *_, n in rows):
                 bands.append(Band("", [(float(s), m - sd if n > 1 else None) for s, m, sd, n in rows], dim(color),
                                   [(float(s), m + sd if n > 1 else None) for s, m, sd, n in rows]))
