@@ -71,6 +71,8 @@ def open_viewer(paths: Sequence[str | Path]):
     if len(paths) == 1 and not (Path(paths[0]) / SWEEP_JSON).is_file():
         return open_app(paths[0])
     runs = load_runs(paths, pending=True)
+    if len(runs) == 1 and runs[0].sweep is None:   # the same run given twice
+        return open_app(runs[0].path)
     warnings = [f"{run.name}: {warning}" for run in runs for warning in run.warnings]
     sweeps = list(dict.fromkeys(run.sweep for run in runs if run.sweep))
     title = " + ".join(sweeps) if sweeps and all(run.sweep for run in runs) else ""

@@ -237,7 +237,7 @@ async def test_one_run_opens_the_monitor_and_two_runs_compare_mode(tmp_path: Pat
     a = write_run(tmp_path / "a", config(0.0, 0, lr=0.1), run_records(0.0, 0))
     b = write_run(tmp_path / "b", config(0.0, 0, lr=0.01), run_records(0.0, 0))
     single, _ = open_viewer([a])
-    assert type(single) is NctuiApp
+    assert type(single) is NctuiApp and type(open_viewer([a, tmp_path / "a"])[0]) is NctuiApp
     app, _ = open_viewer([a, b])
     assert isinstance(app, CompareApp)
     async with app.run_test(size=(80, 24)) as pilot:
