@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nctui import __version__
 from nctui.config import Config, ConfigError, build_config
@@ -30,6 +31,9 @@ from nctui.store.rundir import (RunDirError, RunWriter, create_run_dir, end_torn
                                remove_new_run_dir, write_run_json)
 from nctui.store.snapshot import SnapshotError, list_snapshots, read_checkpoint
 from nctui.train.sink import NullSink, Tee
+
+if TYPE_CHECKING:   # torch is imported only once a run is assembled
+    from nctui.train.distributed import World
 
 # what `run --resume --set` may change: the plan and the bookkeeping, never the model, data or optimizer
 RESUMABLE_KEYS = ("train.epochs", "train.device", "train.cuda_graph", "train.threads", "monitor.log_every",
@@ -68,7 +72,7 @@ def start_run(cfg: Config, *, out: str | Path = "snapshots", run_dir: str | Path
         world.leave()
 
 
-def _start(cfg: Config, world, out: str | Path, run_dir: str | Path | None, headless: bool) -> int:
+def _start(cfg: Config, world: World, out: str | Path, run_dir: str | Path | None, headless: bool) -> int:
     device, data = world.device, _load_data(cfg)
     info = {"config": cfg.to_dict(), "versions": _versions(), "device": _describe_device(device),
             "world_size": world.size, "backend": world.backend, "data": data.preprocessing,
@@ -135,7 +139,7 @@ def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True)
         world.leave()
 
 
-def _resume(run_dir: Path, info: dict, cfg: Config, overrides: list[str], world, headless: bool) -> int:
+def _resume(run_dir: Path, info: dict, cfg: Config, overrides: list[str], world: World, headless: bool) -> int:
     device, data = world.device, _load_data(cfg)
     if _data_facts(data.preprocessing) != _data_facts(info.get("data")):
         raise RunError(f"{run_dir / 'run.json'}: the training data differ from those the run started with "
@@ -206,7 +210,7 @@ def _describe_device(device) -> str:
     return describe_device(device)
 
 
-def _join_world(cfg: Config):
+def _join_world(cfg: Config) -> World:
     """The device a config asks for and this process's place among the ranks (train/distributed.py):
     one process, or one rank under torchrun. RunError: exit 2 for what the user can fix (no CUDA,
     a batch the ranks cannot share), 1 when the other ranks cannot be reached."""
@@ -231,7 +235,7 @@ def _load_data(cfg: Config):
         raise RunError(str(err)) from None
 
 
-def _build_trainer(cfg: Config, data, device, run_name: str, world):
+def _build_trainer(cfg: Config, data, device, run_name: str, world: World):
     from nctui.train.trainer import Trainer
 
     try:
@@ -292,6 +296,8 @@ def _train(trainer, writer: RunWriter | None, run_dir: Path, headless: bool) -> 
             writer.close()
     if world.is_main:
         say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {run_dir}")
+    elif end.status == "failed":   # its own records go nowhere: its error is the clue to rank 0's
+        say(f"nctui: rank {world.rank}: {end.status}: {end.reason} (step {end.step})")
     return exit_code_for(end.status, stop_code)
 
 
@@ -330,3 +336,206 @@ def _train_in_app(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
     if not ended:   # the trainer raised: only its writer's errors get past it
         raise app.feed_error or RuntimeError("the monitor exited before the run ended")
     return ended[0], code if code is not None else EXIT_OK
+
+
+# --- packs: runs trained together as one stacked model (nctui/train/packed.py) ---------------
+
+
+def start_pack(configs: list[Config], run_dirs: list[str | Path]) -> int:
+    """Train `configs` headless as one pack, member k in the new run directory run_dirs[k]; the
+    exit code (the worst member's). Each member directory is an ordinary run (`nctui run --resume`
+    continues it alone, `resume_pack` with the others). The configs must pack
+    (nctui.sweep.packing.pack_key), else RunError before anything is written."""
+    run_dirs = [Path(path) for path in run_dirs]
+    _check_pack(configs, run_dirs)
+    device = _pack_device(configs[0])
+    datasets = _pack_data(configs, device)
+    created: list[Path] = []
+    try:
+        trainers = []
+        for cfg, data, path in zip(configs, datasets, run_dirs):
+            info = {"config": cfg.to_dict(), "versions": _versions(), "device": _describe_device(device),
+                    "world_size": 1, "backend": None, "data": data.preprocessing, "rng_scheme": RNG_SCHEME,
+                    "start_time": time.time(), "argv": sys.argv, "packed_with": _others(run_dirs, path)}
+            try:
+                created.append(create_run_dir(path, info))
+            except RunDirError as err:
+                raise RunError(str(err), EXIT_FAILED) from None
+            trainers.append(_build_trainer(cfg, data, device, path.name, _single_world(device)))
+        writers = []
+        for cfg, path in zip(configs, run_dirs):
+            writers.append(_open_writer(path, cfg))
+    except RunError:
+        for path in created:   # a pack that cannot start leaves no run behind
+            remove_new_run_dir(path)
+        raise
+    say(f"nctui: pack of {len(run_dirs)} runs: {', '.join(str(p) for p in run_dirs)}")
+    return _train_pack(trainers, writers, run_dirs)
+
+
+def resume_pack(run_dirs: list[str | Path], overrides: list[str] | None = None) -> int:
+    """Continue runs as one pack from their newest readable snapshots, which must be at one step
+    (a pack trains in step; RunError otherwise: resume them alone with `resume_run`)."""
+    run_dirs, overrides = [Path(path) for path in run_dirs], list(overrides or [])
+    read = [read_resumable(path, overrides) for path in run_dirs]
+    configs = [cfg for _, cfg in read]
+    _check_pack(configs, run_dirs)
+    device = _pack_device(configs[0])
+    datasets = _pack_data(configs, device)
+    trainers, snapshots = [], []
+    for (info, cfg), data, path in zip(read, datasets, run_dirs):
+        if _data_facts(data.preprocessing) != _data_facts(info.get("data")):
+            raise RunError(f"{path / 'run.json'}: the training data differ from those the run started with "
+                           "(per-class counts or normalisation); refusing to resume on other data")
+        trainer = _build_trainer(cfg, data, device, path.name, _single_world(device))
+        snapshots.append(_restore_newest(trainer, path)[1])
+        if trainer.progress.step >= trainer.total_steps:
+            raise RunError(f"{snapshots[-1]}: the run has already trained all {trainer.total_steps} steps of "
+                           f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
+        trainers.append(trainer)
+    steps = {t.progress.step for t in trainers}
+    if len(steps) > 1:
+        at = ", ".join(f"{p.name} at step {t.progress.step}" for p, t in zip(run_dirs, trainers))
+        raise RunError(f"a pack resumes from one step, but the newest snapshots are {at}; resume them one by one "
+                       "(nctui run --resume RUN_DIR)")
+    writers = []
+    try:
+        for (info, cfg), path, snapshot, trainer in zip(read, run_dirs, snapshots, trainers):
+            info["resumes"] = [*info.get("resumes", []), {
+                "step": trainer.progress.step, "snapshot": snapshot.name, "time": time.time(), "set": overrides,
+                "argv": sys.argv, "world_size": 1, "backend": None, "packed_with": _others(run_dirs, path)}]
+            writers.append(_reopen(path, cfg, info))
+    except RunError:
+        for writer in writers:
+            writer.close()
+        raise
+    say(f"nctui: resuming a pack of {len(run_dirs)} runs from step {trainers[0].progress.step} of "
+        f"{trainers[0].total_steps}")
+    return _train_pack(trainers, writers, run_dirs)
+
+
+def read_resumable(run_dir: Path, overrides: list[str]) -> tuple[dict, Config]:
+    """run.json of a run to resume and the config it resumes with (its earlier resumes' --set and
+    `overrides`, RESUMABLE_KEYS only); RunError naming the file or the key otherwise."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise RunError(f"--set {key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)}); "
+                           "start a new run to change the model, the data or the optimizer")
+    try:
+        info = read_run_json(run_dir)
+    except RunDirError as err:
+        raise RunError(str(err)) from None
+    where = str(run_dir / "run.json")
+    if info.get("rng_scheme") != RNG_SCHEME:
+        raise RunError(f"{where}: written by an older nctui that drew its batches under another random-number "
+                       "scheme; it cannot be resumed exactly (start it again, or open it to look at it)")
+    earlier = info.get("resumes", [])
+    if not isinstance(earlier, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("set"), list)
+            and all(isinstance(i, str) and i.partition("=")[0].strip() in RESUMABLE_KEYS for i in r["set"])
+            for r in earlier):
+        raise RunError(f"{where}: malformed \"resumes\" list")
+    try:
+        return info, build_config(info["config"], where, [i for r in earlier for i in r["set"]] + overrides)
+    except ConfigError as err:
+        raise RunError(str(err)) from None
+
+
+def _check_pack(configs: list[Config], run_dirs: list[Path]) -> None:
+    from nctui.sweep.packing import MEMBER_KEYS, pack_key
+
+    if not configs or len(configs) != len(run_dirs):
+        raise RunError(f"a pack needs one run directory per config ({len(configs)} configs, {len(run_dirs)} "
+                       "directories)")
+    if len({path.resolve() for path in run_dirs}) < len(run_dirs):
+        raise RunError("a pack's members need run directories of their own (one is given twice)")
+    first = pack_key(configs[0].to_dict())
+    for cfg, path in zip(configs[1:], run_dirs[1:]):
+        if pack_key(cfg.to_dict()) != first:
+            raise RunError(f"{path}: its config cannot train in a pack with {run_dirs[0]}'s: members may differ "
+                           f"only in {', '.join(MEMBER_KEYS)} (the seed only on data that do not depend on it)")
+
+
+def _pack_device(cfg: Config):
+    from nctui.train.distributed import launched
+    from nctui.train.trainer import pick_device
+
+    if launched():
+        raise RunError("a pack trains in one process: run it without torchrun")
+    try:
+        return pick_device(cfg.train.device)
+    except RuntimeError as err:
+        raise RunError(str(err)) from None
+
+
+def _single_world(device):
+    from nctui.train.distributed import World
+
+    return World.single(device)
+
+
+def _pack_data(configs: list[Config], device) -> list:
+    """Each member's data set, loaded once per seed and checked equal, all sharing the first one's
+    tensors, on the device (each keeps its own preprocessing record for its run.json)."""
+    import dataclasses
+
+    import torch
+
+    loaded: dict[int, object] = {}
+    for cfg in configs:
+        if cfg.seed not in loaded:
+            loaded[cfg.seed] = _load_data(cfg)
+    first = loaded[configs[0].seed]
+    tensors = {name: getattr(first, name).to(device) for name in ("train_x", "train_y", "test_x", "test_y")}
+    for seed, data in loaded.items():
+        if not all(torch.equal(getattr(data, name), getattr(first, name)) for name in tensors):
+            raise RunError(f"seeds {configs[0].seed} and {seed} draw different data sets: their runs cannot "
+                           "share a pack")
+    return [dataclasses.replace(loaded[cfg.seed], **tensors) for cfg in configs]
+
+
+def _others(run_dirs: list[Path], path: Path) -> list[str]:
+    return [other.name for other in run_dirs if other != path]
+
+
+def _train_pack(trainers: list, writers: list[RunWriter], run_dirs: list[Path]) -> int:
+    """Train the pack headless: records to each member's writer (nothing on stdout), the first
+    member's progress on stderr; SIGINT and SIGTERM stop every member cleanly."""
+    from nctui.headless import ProgressLine
+    from nctui.records import EXIT_DIVERGED
+    from nctui.train.packed import PackedTrainer
+
+    set_threads(trainers[0].cfg.train.threads, headless=True)
+    try:
+        pack = PackedTrainer(trainers)
+    except ValueError as err:
+        for writer in writers:
+            writer.close()
+        raise RunError(str(err)) from None
+    stop_code = EXIT_OK
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_code
+        stop_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        pack.control.request_stop(f"interrupted by {signal.Signals(signum).name}")
+
+    progress = ProgressLine(sys.stderr, every_seconds=trainers[0].cfg.monitor.progress_seconds)
+    sinks = [Tee(writer, progress) if k == 0 else Tee(writer) for k, writer in enumerate(writers)]
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ends = pack.run(sinks)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for writer in writers:
+            writer.close()
+    for path, end, error in zip(run_dirs, ends, pack.errors):
+        if error is not None:
+            say(f"nctui: error: {error}; {path} stopped at step {end.step} (its snapshots are intact)")
+        else:
+            say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {path}")
+    codes = {EXIT_FAILED if error is not None else exit_code_for(end.status, stop_code)
+             for end, error in zip(ends, pack.errors)}
+    return next((code for code in (EXIT_FAILED, EXIT_TERMINATED, EXIT_INTERRUPTED, EXIT_DIVERGED) if code in codes),
+                EXIT_OK)

@@ -19,10 +19,11 @@ import torch.multiprocessing
 from distributed_fixtures import STEPS_PER_EPOCH, differences, plain, run_records, shrunk, torchrun
 from faults.helpers import assert_one_line_error
 from nctui.config import load_config
+from nctui.control import Control
 from nctui.data import load_dataset
 from nctui.metrics import ClassMeans, WithinClass, collapse_metrics, neural_collapse
 from nctui.runner import RunError
-from nctui.train.distributed import CollectiveError, World, join_world
+from nctui.train.distributed import AgreedControl, CollectiveError, World, join_world
 from nctui.train.trainer import Trainer
 from run_fixtures import SUBPROCESS_ENV, invoke, one_thread  # noqa: F401 - one_thread is autouse
 
@@ -208,3 +209,18 @@ def test_the_trainer_refuses_a_global_batch_the_ranks_cannot_share() -> None:
     graphs = load_config(PRESET, shrunk(train__cuda_graph='"on"')[1::2])
     with pytest.raises(ValueError, match="under torchrun the step is eager"):
         Trainer(graphs, data, torch.device("cpu"), "run", world=World(device=torch.device("cpu"), backend="gloo"))
+
+
+def test_a_stop_is_taken_by_every_rank_at_the_same_step() -> None:
+    """A signal on one rank only notes the request; the all-reduced requests stop every rank."""
+    here, there = AgreedControl(rank=0), AgreedControl(rank=1)
+    here.request_stop("interrupted by SIGTERM")
+    assert here.asked_here and not here.stop_requested and not there.asked_here
+    for control in (here, there):   # what the next step's all-reduce tells both
+        control.agree([])
+        assert not control.stop_requested
+        control.agree([0])
+    assert (here.stop_requested, here.stop_reason) == (True, "interrupted by SIGTERM")
+    assert (there.stop_requested, there.stop_reason) == (True, "rank 0 was stopped")
+    assert isinstance(World.single(torch.device("cpu")).new_control(), Control)
+    assert not isinstance(World.single(torch.device("cpu")).new_control(), AgreedControl)

@@ -27,6 +27,7 @@ import os
 import pickle
 import re
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
@@ -41,6 +42,7 @@ T = TypeVar("T")
 
 TIMEOUT_VARIABLE = "NCTUI_COLLECTIVE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0   # rank 0's evaluation of a large model, with the others waiting, stays well inside
+DEATH_GRACE_S = 2.0   # how long a failed collective waits to see whether a rank on this host died
 
 
 class WorldError(ValueError):
@@ -175,8 +177,10 @@ class World:
         """One line: which ranks on this host are gone (when any), what failed, and gloo's or nccl's words."""
         detail = _first_sentence(str(err))
         here = socket.gethostname()
-        dead = [rank for rank, (host, pid) in enumerate(self.peers)
-                if rank != self.rank and host == here and not _alive(pid)]
+        neighbours = [(rank, pid) for rank, (host, pid) in enumerate(self.peers) if rank != self.rank and host == here]
+        deadline = time.monotonic() + DEATH_GRACE_S   # a killed process closes its sockets before it is gone
+        while not (dead := [rank for rank, pid in neighbours if not _alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if dead:
             names = ", ".join(str(rank) for rank in dead)
             return f"rank {names} died; {what} failed: {detail}"
@@ -308,7 +312,7 @@ class AllReduceStep(EagerStep):
         super().__init__(model, optimizer, x, targets, f"{world.size} rank(s), {world.backend}")
         self.world, self.control = world, control
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.unread_requests: torch.Tensor | None = None
+        self.unread: tuple[torch.Tensor, torch.cuda.Event | None] | None = None   # the last step's stop requests
 
     def eager(self, idx: torch.Tensor) -> torch.Tensor:
         """One step; returns the global batch's mean loss as a device tensor."""
@@ -328,9 +332,23 @@ class AllReduceStep(EagerStep):
             g.copy_(buffer[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
         self.optimizer.step()
-        if self.unread_requests is not None:
-            self.control.agree(self.unread_requests.nonzero().flatten().tolist())
-        self.unread_requests = buffer[offset + 1:].clone()   # not a view: the buffer goes
+        self._agree_on_stop(buffer[offset + 1:])
         return buffer[offset]
+
+    def _agree_on_stop(self, requests: torch.Tensor) -> None:
+        """Tell the control which ranks had asked to stop as of the previous step. On CUDA the
+        requests are copied to the host behind an event, and only the previous step's event is
+        waited for, never the step just queued."""
+        if requests.is_cuda:
+            copy, done = requests.to("cpu", non_blocking=True), torch.cuda.Event()
+            done.record()
+        else:
+            copy, done = requests.clone(), None   # not a view: the buffer goes
+        if self.unread is not None:
+            previous, previous_done = self.unread
+            if previous_done is not None:
+                previous_done.synchronize()
+            self.control.agree([rank for rank, asked in enumerate(previous.tolist()) if asked])
+        self.unread = (copy, done)
 
     __call__ = eager
