@@ -259,6 +259,8 @@ def join_world(device: torch.device, batch_size: int) -> World:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
     except ValueError as err:   # env:// without MASTER_ADDR or MASTER_PORT
         raise WorldError(f"cannot join the torch.distributed world: {err}") from None
+    except RuntimeError as err:   # the rendezvous failed: the other ranks never came, the port is taken
+        raise CollectiveError(f"cannot join the torch.distributed world: {_first_sentence(str(err))}") from err
     world = World(device=device, rank=rank, size=size, backend=backend)
     peers: list[Any] = [None] * size
     world._collective("meeting the other ranks",
