@@ -291,11 +291,12 @@ def view(target: Path) -> int:
     here stdout is textual-serve's pipe (the browser is the terminal).
     """
     from nctui.store.rundir import RunDirError
-    from nctui.viewer import open_app
+    from nctui.store.sweepdir import SweepDirError
+    from nctui.viewer import open_viewer
 
     try:
-        app, _warnings = open_app(target)   # the app shows the warnings itself
-    except RunDirError as err:
+        app, _warnings = open_viewer([target])   # a run, or compare mode for a sweep; the app shows the warnings
+    except (RunDirError, SweepDirError) as err:
         click.echo(f"nctui: error: {err}", err=True)
         return EXIT_USAGE
     code = app.run()
