@@ -54,7 +54,9 @@ class LazyGroup(click.Group):
     """Commands that live in their own modules, imported only when called (or listed by --help),
     so `nctui ls` or `nctui open` never pay for torch."""
 
-    LAZY = {"sweep": "nctui.sweep.command:sweep", "serve": "nctui.serve:serve"}
+    LAZY = {"sweep": "nctui.sweep.command:sweep", "serve": "nctui.serve:serve",
+            "export": "nctui.report_commands:export", "plot": "nctui.report_commands:plot",
+            "verify": "nctui.report_commands:verify", "pack": "nctui.pack_command:pack"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
