@@ -340,7 +340,7 @@ class Trainer:
                     loss = float(self.loss_sum) / progress.steps_since_log   # the one sync, at log time
                     rate = (step - last_log_step) * self.batch_size / max(time.perf_counter() - last_log_time, 1e-9)
                     self.sink.record(StepRecord(step=step, epoch=step / self.steps_per_epoch, loss=loss, lr=lr,
-                                         samples_per_s=rate, elapsed=self.elapsed()))
+                                                samples_per_s=rate, elapsed=self.elapsed()))
                     if not math.isfinite(loss):
                         status, reason = "diverged", f"non-finite loss ({loss}) at step {step}"
                         break
