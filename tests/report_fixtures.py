@@ -10,6 +10,7 @@ for ranks) from its start to the final value the test asks for:
   hidden ranks   64 -> rank (all three layers)   classifier rank 10
   drift          1e-3 constant, or 1e-3 (1 - 0.95 t) when decaying (none at t = 0)
   gap bound      2^10 -> gap_bound (dense)       gap 0.2 -> gap
+  rank ceiling   rank_ceiling (hidden layers; 1e6 for the classifier)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Finals:
     decaying_drift: bool = False
     gap_bound: float = 0.5
     gap: float = 0.05
+    rank_ceiling: float = 1e6
 
 
 def config(values: dict[str, Any]) -> dict:
@@ -65,7 +67,7 @@ def evaluation(index: int, finals: Finals) -> EvalRecord:
     rank = round(WIDTH + (finals.rank - WIDTH) * t)
     drift = None if index == 0 else 1e-3 * ((1 - 0.95 * t) if finals.decaying_drift else 1.0)
     layers = [{"name": name, "rank": rank, "stable_rank": rank / 4, "sv": [1 / WIDTH ** 0.5] * WIDTH,
-               "drift": drift, "rank_ceiling": 1e6} for name in HIDDEN]
+               "drift": drift, "rank_ceiling": finals.rank_ceiling} for name in HIDDEN]
     layers.append({"name": "classifier", "rank": C, "stable_rank": 2.0, "sv": [C ** -0.5] * C, "drift": drift,
                    "rank_ceiling": 1e6})
     gap_bound = 2 ** 10 * (finals.gap_bound / 2 ** 10) ** t

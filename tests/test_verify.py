@@ -170,6 +170,15 @@ def test_pairs_are_compared_only_at_equal_values_of_the_other_keys(tmp_path: Pat
     assert (lr.numbers["concordant"], lr.numbers["discordant"]) == (2, 0) and lr.holds
 
 
+def test_batch_size_and_lr_claims_leave_out_runs_without_weight_decay(tmp_path: Path) -> None:
+    finals = {(8, 0.0): 30, (128, 0.0): 29, (8, 1e-2): 10, (128, 1e-2): 20}
+    points = [({"train.batch_size": b, WD: wd, "seed": 0}, Finals(rank=r)) for (b, wd), r in finals.items()]
+    report = build_report(load_runs([write_sweep(tmp_path, points)]))
+    batch = next(c for c in report.comparisons if c.id == "rank-batch-size")
+    assert (batch.numbers["concordant"], batch.numbers["discordant"], batch.numbers["points"]) == (1, 0, 2)
+    assert batch.holds
+
+
 def test_seeds_are_averaged_before_points_are_compared(tmp_path: Path) -> None:
     points = [({WD: 1e-3, "seed": 0}, Finals(rank=10)), ({WD: 1e-3, "seed": 1}, Finals(rank=30)),
               ({WD: 1e-2, "seed": 0}, Finals(rank=16)), ({WD: 1e-2, "seed": 1}, Finals(rank=16))]
@@ -205,11 +214,17 @@ def test_the_gap_bound_must_move_with_the_gap(tmp_path: Path) -> None:
                                           1e-2: Finals(gap_bound=0.4, gap=0.06, rank=10)})
     code, report = run_verify(apart, "--json")
     assert comparison(report, "bound-gap")["status"] == "fails" and code == 1
-    flat = sweep_of(tmp_path / "c", WD, {1e-3: Finals(gap_bound=0.8, gap=0.001, rank=12),
+    flat = sweep_of(tmp_path / "c", WD, {1e-3: Finals(gap_bound=0.8, gap=0.001, rank=12, nc1=0.02),
                                          1e-2: Finals(gap_bound=0.4, gap=0.0, rank=10)})
     code, report = run_verify(flat, "--json")
     claim = comparison(report, "bound-gap")
-    assert claim["status"] == "pending" and "tied" in claim["text"] and code == 1
+    assert claim["status"] == "n/a" and "the measured gap does not change" in claim["text"]
+    assert claim["counted"] is False and code == 0
+    still = sweep_of(tmp_path / "d", WD, {1e-3: Finals(gap_bound=0.4, gap=0.06, rank=12),
+                                          1e-2: Finals(gap_bound=0.4, gap=0.03, rank=10)})
+    code, report = run_verify(still, "--json")
+    claim = comparison(report, "bound-gap")
+    assert claim["status"] == "pending" and "the bound does not change" in claim["text"] and code == 1
     resolved = comparison(run_verify(flat, "--json", "--threshold", "gap_resolution=0.0005")[1], "bound-gap")
     assert resolved["status"] == "holds"
 

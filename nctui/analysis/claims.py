@@ -20,7 +20,10 @@ judges weight decay at each lr. A pair is concordant when the metric moves the p
 discordant when it moves the other way, tied when it is equal; the statistic is Goodman and
 Kruskal's gamma = (concordant - discordant) / (concordant + discordant), from -1 to 1, ties
 left out. The claim holds when gamma >= `trend_min` (0.6): with three values of the key, every
-pair must agree; with five, one pair in ten may disagree. All pairs tied: pending.
+pair must agree; with five, one pair in ten may disagree. All pairs tied: pending. The batch
+size and learning-rate claims compare only runs with weight decay > 0: without it the theory
+predicts no rank bias at all (Galanti et al. 2022), so a weight-decay-0 run's rank has no
+direction to move in.
 
 The noise claim (the SGD noise does not vanish with weight decay > 0) applies when the runs vary
 train.weight_decay: it holds when at least `noise_fraction` (1.0: all) of the runs with weight
@@ -32,7 +35,8 @@ any key other than the seed varies: the pairs are the points that differ in exac
 a pair is concordant when the gap bound and the measured gap change in the same direction,
 discordant when in opposite ones; holds when gamma >= `trend_min`. A pair whose bound does not
 change, or whose gaps differ by less than `gap_resolution` (0.002, two test samples in a
-thousand), is tied: a sweep where every run generalises alike has no gap to follow (pending).
+thousand), is tied. When every pair is tied because the measured gap does not change (every run
+generalises alike, as on an easy data set), there is no gap to follow: n/a, not counted.
 
 Which verdicts count for the exit code: when the runs vary a config key (a sweep), the
 applicable comparative claims; the four claims of each run are shown beside them, not counted,
@@ -208,6 +212,8 @@ def judge_trend(trend: Trend, runs: Sequence[RunData], free: Sequence[str],
     if trend.key not in free:
         return Comparison(trend.id, trend.title, NOT_APPLICABLE, f"the runs do not vary {trend.key}", rule)
     index = list(free).index(trend.key)
+    if trend.key != WEIGHT_DECAY:
+        runs = [run for run in runs if value_of(run, WEIGHT_DECAY) != 0]
     means = point_means(runs, free, trend.metric)
     if any(_orderable(values[index]) is None for values in means):
         return Comparison(trend.id, trend.title, NOT_APPLICABLE, f"{trend.key} is not a number", rule)
@@ -312,18 +318,25 @@ def judge_bound_tracks_gap(runs: Sequence[RunData], free: Sequence[str],
         return Comparison(BOUND_ID, title, NOT_APPLICABLE, "the runs vary no key but the seed", rule)
     bounds, gaps = point_means(runs, free, "gap_bound"), point_means(runs, free, "gap")
     points = {k: (bounds[k], gaps[k]) for k in bounds if k in gaps}
-    concordant = discordant = ties = 0
+    concordant = discordant = ties = flat_gap = 0
     for (a, (ba, ga)), (b, (bb, gb)) in itertools.combinations(points.items(), 2):
         if sum(x != y for x, y in zip(a, b)) != 1:
             continue
+        flat_gap += abs(gb - ga) < t.gap_resolution
         product = (bb - ba) * (gb - ga) if abs(gb - ga) >= t.gap_resolution else 0.0
         concordant, discordant, ties = concordant + (product > 0), discordant + (product < 0), ties + (product == 0)
     g = gamma(concordant, discordant)
+    gaps = [gap for _, gap in points.values()]
     numbers: dict[str, Number] = {"concordant": concordant, "discordant": discordant, "ties": ties,
-                                  "points": len(points), "gamma": g}
+                                  "points": len(points), "gamma": g, "min_gap": min(gaps, default=None),
+                                  "max_gap": max(gaps, default=None)}
     pairs = concordant + discordant + ties
+    if g is None and pairs and flat_gap == pairs:
+        return Comparison(BOUND_ID, title, NOT_APPLICABLE,
+                          f"the measured gap does not change across the runs ({_fmt(min(gaps))} to {_fmt(max(gaps))}, "
+                          f"within {t.gap_resolution:g}): no gap for the bound to follow", rule, numbers)
     if g is None:
-        what = "no pair of points" if pairs == 0 else f"all {pairs} pairs tied (the gap or the bound does not change)"
+        what = "no pair of points" if pairs == 0 else f"all {pairs} pairs tied (the bound does not change)"
         return Comparison(BOUND_ID, title, PENDING, f"{what}; {len(points)} points with a gap bound and a gap",
                           rule, numbers)
     text = f"gamma {g:+.2f} over {pairs} pair{'s' if pairs != 1 else ''} ({concordant} agree, {discordant} disagree"

@@ -4,7 +4,7 @@ Each `draw_*` takes runs (`nctui.analysis.runs.RunData`) and returns a matplotli
 pyplot: no global state, no window). Runs are grouped as compare mode groups them: one line per
 point (the free keys' values), its seeds averaged, the mean drawn with a band of ± one standard
 deviation; `group_by` groups by that one key instead (every other difference averaged). What
-each figure holds is in FIGURES' docstrings and docs/records.md ("Figures").
+each figure holds is in its function's docstring (and `nctui plot --help`).
 """
 
 from __future__ import annotations
@@ -308,8 +308,9 @@ def draw_bounds(runs: Sequence[RunData], group_by: str | None = None) -> Figure:
 
 def metric_path(metric: str) -> tuple[Any, ...]:
     """A --metric as a path into the evaluations: a dotted path (geometry.nc1, layers.hidden.rank,
-    layers.0.rank, bounds.gap) or a bare key of one group (nc1, gap_bound_local); a layer key alone
-    (rank, stable_rank) is the hidden layers' mean. FigureError when unknown or ambiguous."""
+    layers.0.rank, bounds.gap) or a bare key of one group (nc1, gap_bound_local; a group's key wins
+    over a layer's); a key only layers have (rank, stable_rank) is the hidden layers' mean.
+    FigureError when unknown or ambiguous."""
     parts = metric.split(".")
     if len(parts) > 1:
         if parts[0] not in EVAL_GROUPS:
@@ -319,6 +320,7 @@ def metric_path(metric: str) -> tuple[Any, ...]:
     owners = [group for group, kind in EVAL_GROUPS.items() if metric in getattr(kind, "__annotations__", {})]
     if owners == ["layers"]:
         return ("layers", "hidden", metric)
+    owners = [group for group in owners if group != "layers"]    # nc1: the penultimate features', not a layer's
     if len(owners) != 1:
         choices = ", ".join(f"{group}.{metric}" for group in owners) or "e.g. rank, nc1, bounds.gap"
         raise FigureError(f"--metric {metric}: " + ("ambiguous: " if owners else "unknown; ") + choices)
