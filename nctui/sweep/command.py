@@ -35,11 +35,16 @@ def _fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
 @click.option("--dry-run", is_flag=True, help="Expand and validate, list the points, write nothing.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where every run trains (default: the config's train.device).")
+@click.option("--pack", "most", type=click.IntRange(1, 4096), default=None, metavar="K",
+              help="Train up to K compatible points (differing only in lr, weight decay, momentum, target scale "
+                   "or seed) as one packed model, each still its own run directory (default: sized from the "
+                   "device, 8 on a CPU, 32 on a GPU; local and print executors).")
+@click.option("--no-pack", is_flag=True, help="Train every point alone, one process each.")
 @click.option("--slurm", "slurm_items", multiple=True, metavar="KEY=VALUE",
               help="With --executor slurm: an sbatch option (partition=gpu, time=02:00:00, gpus-per-task=2, ...) "
                    "or nproc_per_run=N (each point as N torchrun processes); repeatable.")
 def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executor: str, dry_run: bool,
-          device: str | None, slurm_items: tuple[str, ...]) -> None:
+          device: str | None, most: int | None, no_pack: bool, slurm_items: tuple[str, ...]) -> None:
     """Run every point of a sweep spec, each an ordinary run directory inside one sweep directory.
 
     SPEC (YAML; docs/sweeps.md) names a base config (a preset or a file) and the values to vary:
@@ -59,11 +64,16 @@ def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executo
     if resume_dir is not None and click.get_current_context().get_parameter_source("out") == ParameterSource.COMMANDLINE:
         raise _fail("--out does not apply to --resume: the sweep keeps its directory")
     slurm = _slurm_settings(executor, slurm_items)
+    if no_pack and most is not None:
+        raise _fail("--pack and --no-pack contradict each other")
+    if most is not None and executor == "slurm":
+        raise _fail("--pack applies to the local and print executors (a Slurm array task runs one point)")
+    packing = 1 if no_pack or executor == "slurm" else most   # 1: alone; None: sized from the device
     try:
         if resume_dir is not None:
-            code = _resume(Path(resume_dir), jobs, executor, dry_run, device, slurm)
+            code = _resume(Path(resume_dir), jobs, executor, dry_run, device, slurm, packing)
         else:
-            code = _new(Path(spec), out, jobs, executor, dry_run, device, slurm)
+            code = _new(Path(spec), out, jobs, executor, dry_run, device, slurm, packing)
     except KeyboardInterrupt:   # before any run started: nothing to stop
         _say("nctui: sweep: interrupted")
         code = EXIT_INTERRUPTED
@@ -82,7 +92,7 @@ def _slurm_settings(executor: str, items: tuple[str, ...]) -> dict[str, str]:
 
 
 def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, device: str | None,
-         slurm: dict[str, str]) -> int:
+         slurm: dict[str, str], packing: int | None) -> int:
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.engine import create, default_threads
     from nctui.sweep.spec import SpecError, load_spec, plan
@@ -104,7 +114,8 @@ def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, dev
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(the_plan.points)} points, varying {varying}")
     threads = default_threads(the_plan.base_config["train"]["threads"], jobs)
-    return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads, slurm)
+    return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads, slurm,
+                    packing)
 
 
 def _all_tasks(manifest: dict) -> list:
@@ -115,7 +126,7 @@ def _all_tasks(manifest: dict) -> list:
 
 
 def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: str | None,
-            slurm: dict[str, str]) -> int:
+            slurm: dict[str, str], packing: int | None) -> int:
     from nctui.config import ConfigError
     from nctui.store.sweepdir import SweepBusyError, SweepDirError
     from nctui.sweep.engine import default_threads, prepare_resume
@@ -146,17 +157,30 @@ def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: st
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(manifest['points']) - len(tasks)} points finished, {len(tasks)} to run")
     threads = default_threads(resumption.base.train.threads, jobs)
-    return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads, slurm)
+    return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads, slurm, packing)
 
 
 def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, executor: str, device: str | None,
-             threads: int | None, slurm: dict[str, str]) -> int:
-    """Run or print the tasks, holding the sweep's lock; then say how the sweep stands."""
+             threads: int | None, slurm: dict[str, str], packing: int | None) -> int:
+    """Run or print the tasks, holding the sweep's lock, compatible ones packed unless `packing`
+    is 1 (None: packs sized from the device); then say how the sweep stands."""
+    from nctui.config import ConfigError
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.executors import print_commands, run_local
+    from nctui.sweep.packing import pack_tasks
     from nctui.sweep.progress import Row, counts
 
     try:
+        if packing != 1:
+            try:
+                tasks = pack_tasks(sweep_dir, manifest, tasks, packing, jobs, device)
+            except ConfigError as err:
+                raise _fail(str(err)) from None
+            packs = [task for task in tasks if task.members]
+            if packs:
+                _say(f"nctui: sweep: {sum(len(t.members) for t in packs)} points train in {len(packs)} "
+                     f"pack{'s' if len(packs) > 1 else ''} "
+                     f"(of up to {max(len(t.members) for t in packs)}); --no-pack trains each alone")
         if executor == "print":
             print_commands(sweep_dir, manifest, tasks, device, threads, sys.stdout)
             _say(f"nctui: sweep {sweep_dir}: {len(tasks)} commands printed; afterwards `nctui sweep --resume "

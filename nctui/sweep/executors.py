@@ -18,6 +18,7 @@ from typing import Protocol, TextIO
 
 from nctui.records import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from nctui.store.sweepdir import SweepDirError, write_manifest
+from nctui.sweep.packing import pack_arguments
 from nctui.sweep.progress import Follower, Row
 from nctui.sweep.state import FINISHED, RESUME
 
@@ -32,6 +33,7 @@ class Task:
     index: int         # the point's index in the manifest
     point: dict        # the manifest's point
     action: str        # START | RESUME
+    members: tuple = ()   # a pack (sweep/packing.py): every member's Task, this one first; () alone
 
 
 class Display(Protocol):
@@ -55,6 +57,8 @@ def run_arguments(sweep_dir: Path, base_file: str, task: Task, device: str | Non
     `threads` (torch CPU threads) is added to a new run whose overrides do not choose their own;
     a resumed run keeps the threads it started with.
     """
+    if task.members:
+        return pack_arguments(sweep_dir, task, device, threads)
     run_dir = str(sweep_dir / task.point["run_dir"])
     if task.action == RESUME:
         arguments = ["run", "--resume", run_dir, "--headless"]
@@ -108,26 +112,32 @@ def run_local(sweep_dir: Path, manifest: dict, tasks: list[Task], jobs: int, dev
     received: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
-    forwarded = 0
+    forwarded = packs = 0
     try:
         while running or (queue and not received):
             while queue and len(running) < jobs and not received:
                 task = queue.popleft()
-                index = task.index
-                running[index] = _launch(sweep_dir, manifest, task, device, threads)
-                followers[index] = Follower(sweep_dir / task.point["run_dir"])
-                _set_status(sweep_dir, manifest, rows, index, "running")
-                display.started(rows[index], "resuming" if task.action == RESUME else "starting", len(points))
+                running[task.index] = _launch(sweep_dir, manifest, task, device, threads)
+                packs += bool(task.members)
+                for member in task.members or (task,):   # a pack: one child, every member's row
+                    index = member.index
+                    rows[index].pack = str(packs) if task.members else ""
+                    followers[index] = Follower(sweep_dir / member.point["run_dir"])
+                    _set_status(sweep_dir, manifest, rows, index, "running")
+                    display.started(rows[index], "resuming" if task.action == RESUME else "starting", len(points))
             for signum in received[forwarded:]:
                 for child in running.values():
                     _send(child.process, signum)
             forwarded = len(received)
-            for index, child in list(running.items()):
-                followers[index].update(rows[index])
+            for first, child in list(running.items()):
+                members = [member.index for member in child.task.members or (child.task,)]
+                for index in members:
+                    followers[index].update(rows[index])
                 if child.process.poll() is not None:
-                    del running[index]
-                    _finish(sweep_dir, manifest, rows, index, child, followers[index])
-                    display.ended(rows[index], time.monotonic() - child.started)
+                    del running[first]
+                    for index in members:
+                        _finish(sweep_dir, manifest, rows, index, child, followers[index])
+                        display.ended(rows[index], time.monotonic() - child.started)
             display.tick(rows)
             if running:
                 time.sleep(TICK_SECONDS)
@@ -147,8 +157,10 @@ def _launch(sweep_dir: Path, manifest: dict, task: Task, device: str | None, thr
     """Start `python -m nctui run ...` with stdout to /dev/null (metrics.jsonl has it all) and
     stderr appended to logs/<point>.log. The child stays in the sweep's process group, so that
     killing the group kills every run."""
-    arguments = [sys.executable, "-m", "nctui",
-                 *run_arguments(sweep_dir, manifest["base_file"], task, device, threads)]
+    arguments = run_arguments(sweep_dir, manifest["base_file"], task, device, threads)
+    # a pack's child: the `nctui pack` command's own module, whatever cli.py registers
+    arguments = ([sys.executable, "-m", "nctui.pack_command", *arguments[1:]] if task.members
+                 else [sys.executable, "-m", "nctui", *arguments])
     path = sweep_dir / LOGS / f"{task.point['run_dir']}.log"
     try:
         with open(path, "ab") as log:

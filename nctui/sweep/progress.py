@@ -36,6 +36,7 @@ class Row:
     rank: float | None = None        # mean rank of the hidden layers (all but the classifier)
     test_acc: float | None = None
     detail: str = ""
+    pack: str = ""                   # "2": trained in the sweep's second pack (sweep/packing.py); "" alone
 
 
 class Follower:
@@ -108,7 +109,8 @@ class PlainDisplay:
         print(f"nctui: sweep: {line}", file=self.stream, flush=True)
 
     def started(self, row: Row, verb: str, total: int) -> None:
-        self._say(f"{verb} {row.name} (point {row.index + 1} of {total})")
+        packed = f", in pack {row.pack}" if row.pack else ""
+        self._say(f"{verb} {row.name} (point {row.index + 1} of {total}{packed})")
 
     def ended(self, row: Row, seconds: float) -> None:
         detail = f": {row.detail}" if row.detail else ""
@@ -159,10 +161,14 @@ class LiveDisplay:
         hidden = len(rows) - len(shown)
         table = Table(title=f"{self.title} · {counts(rows)} · {_elapsed(time.monotonic() - self._t0)}",
                       caption=f"… and {hidden} more" if hidden else None, title_justify="left")
-        for header in ("#", "point", "status", "step", "NC1", "hidden rank", "test acc"):
+        packed = any(row.pack for row in rows)   # the pack column only when some runs train packed
+        headers = ("#", "point", *(("pack",) if packed else ()), "status", "step", "NC1", "hidden rank", "test acc")
+        for header in headers:
             table.add_column(header, justify="left" if header in ("point", "status") else "right")
         for row in sorted(shown, key=lambda r: r.index):
-            table.add_row(str(row.index + 1), row.name, Text(row.status, style=STATUS_STYLES.get(row.status, "")),
+            pack = (row.pack or "-",) if packed else ()
+            status = Text(row.status, style=STATUS_STYLES.get(row.status, ""))
+            table.add_row(str(row.index + 1), row.name, *pack, status,
                           f"{row.step}/{row.total if row.total is not None else '?'}",
                           f"{row.nc1:.3g}" if row.nc1 is not None else "-",
                           f"{row.rank:.3g}" if row.rank is not None else "-",

@@ -101,7 +101,7 @@ def test_a_sweep_killed_whole_resumes_to_the_uninterrupted_records(moment: str, 
                                                                     tmp_path: Path) -> None:
     reached, jobs = MOMENTS[moment]
     spec = tiny_spec(tmp_path, epochs=EPOCHS)
-    process = start_sweep(str(spec), "--out", str(tmp_path / "out"), "--jobs", str(jobs))
+    process = start_sweep(str(spec), "--out", str(tmp_path / "out"), "--jobs", str(jobs), "--no-pack")   # run by run
     try:
         sweep_dir = wait_until(process, tmp_path / "out", reached)
         os.killpg(process.pid, signal.SIGKILL)
@@ -133,7 +133,8 @@ def test_a_sweep_killed_whole_resumes_to_the_uninterrupted_records(moment: str, 
 def test_a_signal_stops_every_run_cleanly_and_the_sweep_resumes(signum: int, code: int, jobs: int,
                                                                  uninterrupted: Path, tmp_path: Path) -> None:
     """SIGINT with both points running; SIGTERM with one running and the other waiting for its turn."""
-    process = start_sweep(str(tiny_spec(tmp_path, epochs=EPOCHS)), "--out", str(tmp_path / "out"), "--jobs", str(jobs))
+    process = start_sweep(str(tiny_spec(tmp_path, epochs=EPOCHS)), "--out", str(tmp_path / "out"), "--jobs", str(jobs),
+                          "--no-pack")   # run by run: one job leaves the second point waiting
     running = POINTS[:jobs]
     try:
         sweep_dir = wait_until(process, tmp_path / "out",
