@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")   # the [plot] extra; the [test] extra install
 
 from compare_fixtures import nc1, rank, write_sweep
 from nctui.analysis.runs import load_runs
-from nctui.figures import FIGURES, FigureError, draw, save
+from nctui.figures import FigureError, draw, save
 from nctui.report_commands import plot
 from report_fixtures import Finals, write_run
 from tui_fixtures import EVAL_STEPS, LAYERS, spectrum
@@ -138,13 +138,12 @@ def test_figure_errors_say_what_is_wrong(runs: list, kwargs: dict, message: str)
         draw(kwargs.pop("name"), runs, **kwargs)
 
 
-def test_every_figure_saves_the_same_bytes_twice_without_dates(runs: list, tmp_path: Path) -> None:
-    for name in FIGURES:
-        for suffix in ("svg", "pdf"):
-            first, second = tmp_path / f"{name}1.{suffix}", tmp_path / f"{name}2.{suffix}"
-            save(draw(name, runs), first)
-            save(draw(name, runs), second)
-            assert first.read_bytes() == second.read_bytes(), (name, suffix)
+def test_a_figure_saves_the_same_bytes_twice_without_dates(runs: list, tmp_path: Path) -> None:
+    for suffix in ("svg", "pdf"):
+        first, second = tmp_path / f"nc1.{suffix}", tmp_path / f"nc2.{suffix}"
+        save(draw("nc", runs), first)
+        save(draw("nc", runs), second)
+        assert first.read_bytes() == second.read_bytes(), suffix
     svg = (tmp_path / "nc1.svg").read_text()
     assert "<dc:date>" not in svg and "Matplotlib v" not in svg and "NC2 (ETF error)" in svg
     assert b"CreationDate" not in (tmp_path / "nc1.pdf").read_bytes()

@@ -20,7 +20,6 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 STYLE: dict[str, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 150,
-    "savefig.bbox": "tight",
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.titlesize": 9,
