@@ -215,3 +215,34 @@ def test_start_pack_refuses_configs_that_cannot_pack_and_leaves_nothing(tmp_path
     with pytest.raises(RunError, match="cannot train in a pack"):   # synthetic data: the seed draws the data
         start_pack([config(), config("seed=1")], dirs)
     assert not any(d.exists() for d in dirs)
+
+
+# --- on a GPU (bench/gpu_check.sh runs these) ----------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the packed CUDA graph needs one")
+
+
+@needs_cuda
+@pytest.mark.parametrize("graph", ["on", "off"])
+def test_a_pack_on_the_gpu_records_what_its_members_record_alone(data, graph: str) -> None:
+    """Captured (train.cuda_graph on) or eager: the loss after 10 and 100 steps and the step-100
+    evaluation's NC1 of every member near its alone run's (GPU kernels differ from bmm to mm)."""
+    device = torch.device("cuda")
+    configs = {name: config(*extra, "train.device=cuda", f"train.cuda_graph={graph}", "train.epochs=10")
+               for name, extra in MEMBERS.items()}
+    alone = {}
+    for name, cfg in configs.items():
+        sink = ListSink()
+        Trainer(cfg, data, device, name).run(sink)
+        alone[name] = sink.records
+    sinks = {name: ListSink() for name in MEMBERS}
+    pack = PackedTrainer([Trainer(cfg, data, device, name) for name, cfg in configs.items()])
+    assert pack.train_step.kind == ("cuda_graph" if graph == "on" else "eager")
+    pack.run(list(sinks.values()))
+    for name in MEMBERS:
+        for step in (10, 100):
+            (a,) = [r.loss for r in of_type(alone[name], "step") if r.step == step]
+            (b,) = [r.loss for r in of_type(sinks[name].records, "step") if r.step == step]
+            assert close(a, b, 1e-4 if step == 10 else 1e-2), (name, step, a, b)
+        nc1 = [of_type(records, "eval")[-1].geometry["nc1"] for records in (alone[name], sinks[name].records)]
+        assert close(*nc1, 1e-2), (name, nc1)

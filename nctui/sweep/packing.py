@@ -71,7 +71,10 @@ def group(tasks: list, configs: list[dict], most: int, resume_steps: list[int | 
 
 
 def cuda_available() -> bool:
-    """Whether torch sees a CUDA device, asked of a child interpreter (this package never imports torch)."""
+    """Whether torch sees a CUDA device, asked of a child interpreter (this package never imports
+    torch); at once False where no NVIDIA driver is there to ask (Linux without /dev/nvidiactl, macOS)."""
+    if sys.platform == "darwin" or (sys.platform.startswith("linux") and not Path("/dev/nvidiactl").exists()):
+        return False
     try:
         done = subprocess.run([sys.executable, "-c", "import torch; print(int(torch.cuda.is_available()))"],
                               capture_output=True, text=True, timeout=120, check=False)
@@ -106,10 +109,12 @@ def pack_tasks(sweep_dir: Path, manifest: dict, tasks: list, most: int | None, j
     """The tasks of a local or print executor with compatible points packed: at most `most` to a
     pack (None: `most_members` for the device; 1: none). A resumed point's step is its newest
     snapshot's. Configs are built as `nctui run` builds them: base.yaml with the point's overrides."""
+    if len(tasks) < 2 or most == 1:
+        return tasks
     base = load_config(sweep_dir / manifest["base_file"])
     if most is None:
         most = most_members(device or base.train.device, len(tasks), jobs)
-    if most <= 1 or len(tasks) < 2:
+    if most <= 1:
         return tasks
     raw = base.to_dict()
     configs = [build_config(raw, str(sweep_dir), task.point["overrides"]).to_dict() for task in tasks]
