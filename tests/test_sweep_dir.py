@@ -234,7 +234,7 @@ def test_print_on_resume_deletes_runs_without_snapshots_and_prints_what_is_left(
     fake_run(sweep_dir / "s0", [start_line(), end_line("completed")], snapshots=(30,))
     fake_run(sweep_dir / "s1", [start_line()])
     fake_run(sweep_dir / "s2", [start_line(), end_line("stopped", 12)], snapshots=(7, 12))
-    result = invoke_sweep("--resume", str(sweep_dir), "--executor", "print", "--jobs", "2", "--device", "cpu")
+    result = invoke_sweep("--resume", str(sweep_dir), "--executor", "print", "--jobs", "2", "--device", "cpu", "--no-pack")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"nctui run {sweep_dir}/base.yaml --headless --run-dir {sweep_dir}/s1 --set train.epochs=1 --set seed=1 "

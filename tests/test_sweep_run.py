@@ -25,7 +25,7 @@ POINTS = ["wd=0", "wd=1e-3"]
 def local(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The tiny sweep run by the local executor, two jobs at a time: (sweep directory, stderr)."""
     base = tmp_path_factory.mktemp("local")
-    result = CliRunner().invoke(sweep, [str(tiny_spec(base)), "--out", str(base / "out"), "--jobs", "2"],
+    result = CliRunner().invoke(sweep, [str(tiny_spec(base)), "--out", str(base / "out"), "--jobs", "2", "--no-pack"],
                                 catch_exceptions=False)
     assert result.exit_code == EXIT_OK, result.stderr
     assert result.stdout == ""
@@ -66,7 +66,7 @@ def test_local_runs_every_point_in_its_own_run_directory(local: tuple[Path, str]
 
 def test_print_lines_run_as_they_are_make_the_same_runs(local: tuple[Path, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(sweep, [str(tiny_spec(tmp_path)), "--out", str(tmp_path / "out"), "--executor",
-                                        "print", "--jobs", "2"], catch_exceptions=False)
+                                        "print", "--jobs", "2", "--no-pack"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     printed = only_dir(tmp_path / "out")
     lines = result.stdout.splitlines()

@@ -28,14 +28,14 @@ POINTS = ["wd=0", "wd=1e-3"]
 
 
 def resume(sweep_dir: Path) -> Result:
-    return CliRunner().invoke(sweep, ["--resume", str(sweep_dir), "--jobs", "2"], catch_exceptions=False)
+    return CliRunner().invoke(sweep, ["--resume", str(sweep_dir), "--jobs", "2", "--no-pack"], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("uninterrupted")
-    result = CliRunner().invoke(sweep, [str(tiny_spec(base, epochs=EPOCHS)), "--out", str(base / "out"), "--jobs", "2"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(sweep, [str(tiny_spec(base, epochs=EPOCHS)), "--out", str(base / "out"), "--jobs", "2",
+                                        "--no-pack"], catch_exceptions=False)
     assert result.exit_code == EXIT_OK, result.stderr
     (sweep_dir,) = (base / "out").iterdir()
     return sweep_dir
