@@ -191,7 +191,7 @@ def build_config(raw: dict, where: str = "<config>", overrides: tuple[str, ...] 
         _apply_override(raw, item)
     config = _build(Config, raw, where, "")
     if not PLAIN_NAME.fullmatch(config.name):   # it names the run directory
-        raise ConfigError(f"{where}: name must be a plain name (a letter or digit, then also spaces and . _ + -), "
+        raise ConfigError(f"{where}: name must be a plain name (a letter or digit, then also spaces and . _ + = -), "
                           f"got {_shown(config.name)}")
     try:
         config.data.synthetic.check()
