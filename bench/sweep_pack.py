@@ -9,10 +9,14 @@ Every variant is what a user types, timed from launch to exit (process start-up 
   packed_jobs2  (only when asked for) `nctui sweep SPEC --jobs 2`: two packs of N/2 at a time
 
 The N runs differ in weight decay only (the preset's, halved N - 1 times), so that they pack on
-any data set and cost the same. Variants run in rounds, the order rotating each round; one
-JSON object on stdout: every round's seconds, medians, `ratio_packed_to_one`,
-`ratio_packed_to_sequential` and the others (ratios of medians), and the median of each
-round's own ratios (steadier on a shared machine). Progress on stderr.
+any data set and cost the same. `--in-process` times the same work without process start-up:
+runner.start_run once, start_run N times (threads: all cores), two spawned workers that wait at a
+barrier and then run N/2 each (one thread each), runner.start_pack (all cores).
+
+Variants run in rounds, the order rotating each round; one JSON object on stdout: every
+round's seconds, medians, `ratio_packed_to_one`, `ratio_packed_to_sequential` and the others
+(ratios of medians), and the median of each round's own ratios (steadier on a shared machine).
+Progress on stderr.
 
     python bench/sweep_pack.py --preset quickstart --runs 8
     python bench/sweep_pack.py --preset quickstart --runs 8 --rounds 1 --set train.epochs=50
@@ -71,12 +75,72 @@ def timed(arguments: list[str]) -> float:
     return seconds
 
 
+def _configs(spec: Path) -> list[dict]:
+    """The sweep's points' configs, resolved as `nctui sweep` resolves them."""
+    from nctui.config import build_config
+    from nctui.sweep.spec import load_spec, plan
+
+    the_plan = plan(load_spec(spec))
+    return [build_config(the_plan.base_config, "bench", p.overrides).to_dict() for p in the_plan.points]
+
+
 def ratios(seconds: dict[str, float]) -> dict[str, float]:
     return {"ratio_packed_to_one": seconds["packed"] / seconds["one"],
             "ratio_packed_to_sequential": seconds["packed"] / seconds["sequential"],
             "ratio_packed_to_jobs2": seconds["packed"] / seconds["jobs2"],
             "ratio_sequential_to_one": seconds["sequential"] / seconds["one"],
             "ratio_jobs2_to_one": seconds["jobs2"] / seconds["one"]}
+
+
+def in_process_seconds(variant: str, configs: list[dict], out: Path, runs: int) -> float:
+    """Wall seconds of a variant run in this process (jobs2: in two spawned workers, from the
+    moment both are ready); threads as the sweep would set them."""
+    import multiprocessing
+
+    cores = os.cpu_count() or 1
+    if variant == "jobs2":
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(3)
+        halves = [configs[: (runs + 1) // 2], configs[(runs + 1) // 2:]]
+        workers = [context.Process(target=_worker, args=(half, out / f"jobs2-{i}", max(1, cores // 2), barrier))
+                   for i, half in enumerate(halves)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        if any(worker.exitcode for worker in workers):
+            raise SystemExit("a jobs2 worker failed")
+        return time.perf_counter() - started
+    threads = {"one": 0, "sequential": cores, "packed": cores}[variant]
+    chosen = configs[:1] if variant == "one" else configs
+    started = time.perf_counter()
+    _train(chosen, out / variant, threads, packed=variant == "packed")
+    return time.perf_counter() - started
+
+
+def _worker(configs: list[dict], out: Path, threads: int, barrier) -> None:
+    import nctui.runner
+
+    assert nctui.runner.start_run   # imported (torch with it) before the clock starts
+    barrier.wait()
+    _train(configs, out, threads, packed=False)
+
+
+def _train(configs: list[dict], out: Path, threads: int, packed: bool) -> None:
+    """Train the configs (train.threads set to `threads`) one by one or as one pack, stdout discarded."""
+    import contextlib
+
+    from nctui.config import build_config
+    from nctui.runner import start_pack, start_run
+
+    built = [build_config(c, "bench", [f"train.threads={threads}"]) for c in configs]
+    dirs = [out / f"run{i}" for i in range(len(built))]
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        codes = [start_pack(built, dirs)] if packed else [start_run(c, run_dir=d) for c, d in zip(built, dirs)]
+    if any(codes):
+        raise SystemExit(f"training failed with exit codes {codes}")
 
 
 def main() -> None:
@@ -88,6 +152,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run (repeatable)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {','.join(VARIANTS + EXTRA)}")
+    parser.add_argument("--in-process", action="store_true", help="no process start-up in the times (see above)")
     args = parser.parse_args()
     preset = Path(args.preset) if Path(args.preset).exists() else PRESETS / f"{args.preset}.yaml"
     variants = [v for v in args.variants.split(",") if v]
@@ -95,17 +160,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "bench.yaml"
         spec.write_text(spec_text(preset.resolve(), args.runs, args.overrides, args.device))
+        configs = _configs(spec) if args.in_process else []
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for variant in order:
                 out = Path(scratch) / f"round{r}"
-                seconds = timed(command(variant, preset.resolve(), spec, out, args.runs, args.overrides,
-                                        args.device))
+                seconds = (in_process_seconds(variant, configs, out, args.runs) if args.in_process else
+                           timed(command(variant, preset.resolve(), spec, out, args.runs, args.overrides, args.device)))
                 per_round[variant].append(seconds)
                 print(f"round {r + 1}/{args.rounds} {variant}: {seconds:.1f} s (load {os.getloadavg()[0]:.1f})",
                       file=sys.stderr, flush=True)
     medians = {v: statistics.median(s) for v, s in per_round.items()}
     result = {"preset": preset.stem, "runs": args.runs, "rounds": args.rounds, "device": args.device,
+              "in_process": args.in_process,
               "overrides": args.overrides, "cpu_count": os.cpu_count(), "seconds": per_round, "median": medians}
     if set(VARIANTS) <= set(variants):
         result.update(ratios(medians))

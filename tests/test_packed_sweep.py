@@ -17,7 +17,7 @@ from nctui.config import load_config
 from nctui.pack_command import pack
 from nctui.records import EXIT_OK, EXIT_USAGE
 from nctui.store.sweepdir import read_manifest
-from nctui.sweep import packing
+from nctui.sweep import executors, packing
 from nctui.sweep.command import sweep
 from nctui.sweep.engine import default_threads
 from nctui.sweep.executors import Task
@@ -84,18 +84,24 @@ def test_resumed_tasks_pack_only_with_tasks_resumed_from_the_same_step() -> None
     assert [[t.index for t in task.members] for task in grouped] == [[0, 1], [2, 4], [3, 5]]
 
 
-def test_pack_size_follows_the_device_and_the_jobs() -> None:
-    assert packing.most_members("cpu", 20, 1) == packing.MOST_ON_CPU
-    assert packing.most_members("cpu", 20, 4) == 5
-    assert packing.most_members("cpu", 3, 4) == 1
-    assert packing.most_members("cuda", 100, 1) == packing.MOST_ON_GPU
+def test_jobs_and_pack_size_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "cpu_count", lambda: 4)
+    assert packing.size("cpu", None, None, 20) == (4, 5)     # one pack a core, one thread each
+    assert packing.size("cpu", None, None, 100) == (4, packing.MOST_ON_CPU)
+    assert packing.size("cpu", None, None, 3) == (3, 1)      # fewer points than cores: alone, in parallel
+    assert packing.size("cpu", 1, None, 20) == (1, packing.MOST_ON_CPU)
+    assert packing.size("cpu", 2, 3, 20) == (2, 3)           # what the user gives stands
+    assert packing.size("cpu", None, 1, 20) == (1, 1)        # --no-pack: one run at a time unless asked
+    assert packing.size("cuda", None, None, 100) == (1, packing.MOST_ON_GPU)
+    assert packing.size("cuda", None, None, 5) == (1, 5)
 
 
 @pytest.fixture(scope="module")
 def packed_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The tiny two-point sweep, one job: its points train as one pack."""
+    """The tiny two-point sweep, one job (two would run them alone, side by side): one pack."""
     base = tmp_path_factory.mktemp("packed")
-    result = CliRunner().invoke(sweep, [str(tiny_spec(base)), "--out", str(base / "out")], catch_exceptions=False)
+    result = CliRunner().invoke(sweep, [str(tiny_spec(base)), "--out", str(base / "out"), "--jobs", "1"],
+                                catch_exceptions=False)
     assert result.exit_code == EXIT_OK, result.stderr
     return only_dir(base / "out"), result.stderr
 
@@ -125,7 +131,7 @@ def test_each_member_records_what_its_own_run_records(packed_sweep: tuple[Path, 
 
 def test_print_prints_one_pack_command_per_pack(tmp_path: Path) -> None:
     result = CliRunner().invoke(sweep, [str(tiny_spec(tmp_path)), "--out", str(tmp_path / "out"), "--executor",
-                                        "print"], catch_exceptions=False)
+                                        "print", "--jobs", "1"], catch_exceptions=False)
     assert result.exit_code == EXIT_OK, result.stderr
     threads = default_threads(0, 1)   # the cores: the points' own train.threads=1 wins in the child
     assert result.stdout == f"nctui pack {only_dir(tmp_path / 'out')} --points 0,1 --threads {threads}\n"
@@ -142,7 +148,7 @@ def test_pack_and_no_pack_contradict_each_other(tmp_path: Path) -> None:
 
 def test_the_pack_command_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     spec = tiny_spec(tmp_path, extra="zip:\n  model.weight_norm: [true, false]\n")   # 2 x 2 points
-    made = CliRunner().invoke(sweep, [str(spec), "--out", str(tmp_path / "out"), "--executor", "print"])
+    made = CliRunner().invoke(sweep, [str(spec), "--out", str(tmp_path / "out"), "--executor", "print", "--jobs", "1"])
     sweep_dir = only_dir(tmp_path / "out")
     assert made.exit_code == EXIT_OK
     assert [line.split()[3:5] for line in made.stdout.splitlines()] == [["--points", "0,2"], ["--points", "1,3"]]

@@ -27,8 +27,9 @@ def _fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
               help="Finish the sweep in SWEEP_DIR: resume stopped or killed runs, start unstarted ones.")
 @click.option("--out", type=click.Path(file_okay=False), default="snapshots", show_default=True,
               help="Directory that receives the sweep directory.")
-@click.option("--jobs", type=click.IntRange(1, 4096), default=1, show_default=True,
-              help="Runs at a time (local executor); the CPU cores are divided between them.")
+@click.option("--jobs", type=click.IntRange(1, 4096), default=None,
+              help="Runs (or packs) at a time (local executor); the CPU cores are divided between them "
+                   "(default: with packing on a CPU one a core, up to 8; else 1).")
 @click.option("--executor", type=click.Choice(["local", "print", "slurm"]), default="local", show_default=True,
               help="local: run the points here; print: print one `nctui run` command per point to run; "
                    "slurm: write an sbatch array script (task i runs point i) and print the sbatch command.")
@@ -38,12 +39,13 @@ def _fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
 @click.option("--pack", "most", type=click.IntRange(1, 4096), default=None, metavar="K",
               help="Train up to K compatible points (differing only in lr, weight decay, momentum, target scale "
                    "or seed) as one packed model, each still its own run directory (default: sized from the "
-                   "device, 8 on a CPU, 32 on a GPU; local and print executors).")
+                   "device: the points spread over the jobs, up to 8 a pack on a CPU, 32 on a GPU; local and "
+                   "print executors).")
 @click.option("--no-pack", is_flag=True, help="Train every point alone, one process each.")
 @click.option("--slurm", "slurm_items", multiple=True, metavar="KEY=VALUE",
               help="With --executor slurm: an sbatch option (partition=gpu, time=02:00:00, gpus-per-task=2, ...) "
                    "or nproc_per_run=N (each point as N torchrun processes); repeatable.")
-def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int, executor: str, dry_run: bool,
+def sweep(spec: str | None, resume_dir: str | None, out: str, jobs: int | None, executor: str, dry_run: bool,
           device: str | None, most: int | None, no_pack: bool, slurm_items: tuple[str, ...]) -> None:
     """Run every point of a sweep spec, each an ordinary run directory inside one sweep directory.
 
@@ -91,7 +93,7 @@ def _slurm_settings(executor: str, items: tuple[str, ...]) -> dict[str, str]:
         raise _fail(str(err)) from None
 
 
-def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, device: str | None,
+def _new(spec_path: Path, out: str, jobs: int | None, executor: str, dry_run: bool, device: str | None,
          slurm: dict[str, str], packing: int | None) -> int:
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.engine import create, default_threads
@@ -113,9 +115,17 @@ def _new(spec_path: Path, out: str, jobs: int, executor: str, dry_run: bool, dev
     except SweepDirError as err:
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(the_plan.points)} points, varying {varying}")
+    jobs, packing = _sized(jobs, packing, device or the_plan.base_config["train"]["device"], len(the_plan.points))
     threads = default_threads(the_plan.base_config["train"]["threads"], jobs)
     return _execute(sweep_dir, manifest, lock, _all_tasks(manifest), jobs, executor, device, threads, slurm,
                     packing)
+
+
+def _sized(jobs: int | None, packing: int | None, device: str, count: int) -> tuple[int, int]:
+    """(jobs, most points a pack): what was given, the rest sized from the device (sweep/packing.py)."""
+    from nctui.sweep.packing import size
+
+    return size(device, jobs, packing, count)
 
 
 def _all_tasks(manifest: dict) -> list:
@@ -125,7 +135,7 @@ def _all_tasks(manifest: dict) -> list:
     return [Task(index=i, point=p, action=START) for i, p in enumerate(manifest["points"])]
 
 
-def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: str | None,
+def _resume(sweep_dir: Path, jobs: int | None, executor: str, dry_run: bool, device: str | None,
             slurm: dict[str, str], packing: int | None) -> int:
     from nctui.config import ConfigError
     from nctui.store.sweepdir import SweepBusyError, SweepDirError
@@ -156,14 +166,15 @@ def _resume(sweep_dir: Path, jobs: int, executor: str, dry_run: bool, device: st
         resumption.lock.release()
         raise _fail(str(err), EXIT_FAILED) from None
     _say(f"nctui: sweep {sweep_dir}: {len(manifest['points']) - len(tasks)} points finished, {len(tasks)} to run")
+    jobs, packing = _sized(jobs, packing, device or resumption.base.train.device, len(tasks))
     threads = default_threads(resumption.base.train.threads, jobs)
     return _execute(sweep_dir, manifest, resumption.lock, tasks, jobs, executor, device, threads, slurm, packing)
 
 
 def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, executor: str, device: str | None,
-             threads: int | None, slurm: dict[str, str], packing: int | None) -> int:
-    """Run or print the tasks, holding the sweep's lock, compatible ones packed unless `packing`
-    is 1 (None: packs sized from the device); then say how the sweep stands."""
+             threads: int | None, slurm: dict[str, str], packing: int) -> int:
+    """Run or print the tasks, holding the sweep's lock, compatible ones in packs of at most
+    `packing` points; then say how the sweep stands."""
     from nctui.config import ConfigError
     from nctui.store.sweepdir import SweepDirError
     from nctui.sweep.executors import print_commands, run_local
@@ -173,7 +184,7 @@ def _execute(sweep_dir: Path, manifest: dict, lock, tasks: list, jobs: int, exec
     try:
         if packing != 1:
             try:
-                tasks = pack_tasks(sweep_dir, manifest, tasks, packing, jobs, device)
+                tasks = pack_tasks(sweep_dir, manifest, tasks, packing)
             except ConfigError as err:
                 raise _fail(str(err)) from None
             packs = [task for task in tasks if task.members]

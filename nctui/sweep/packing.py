@@ -25,8 +25,9 @@ from nctui.sweep.state import RESUME
 
 # What members of one pack may differ in; nctui.train.packed.MEMBER_KEYS (a test keeps them equal).
 MEMBER_KEYS = ("seed", "train.lr", "train.weight_decay", "train.momentum", "train.target_scale")
-MOST_ON_CPU = 8    # 16 runs gain nothing over 8 on a CPU (bench/README.md) and finish no sooner
-MOST_ON_GPU = 32   # an H200 keeps ~32 small FC members in step; more wait on one another
+MOST_ON_CPU = 8      # a 16-member pack steps no faster per member than an 8-member one (bench/README.md)
+MOST_CPU_JOBS = 8    # processes at a time on a CPU: each holds its own copy of the data set
+MOST_ON_GPU = 32     # a guess until bench/gpu_check.sh section 5 has measured a pack on a GPU
 
 
 def data_depends_on_seed(data: dict) -> bool:
@@ -83,11 +84,23 @@ def cuda_available() -> bool:
     return done.stdout.strip() == "1"
 
 
-def most_members(device: str, packable: int, jobs: int) -> int:
-    """The default pack size: every job gets a pack (`packable` compatible points over `jobs`),
-    at most MOST_ON_GPU on a GPU and MOST_ON_CPU on a CPU. `device`: the runs' train.device."""
+def size(device: str, jobs: int | None, most: int | None, count: int) -> tuple[int, int]:
+    """(jobs, most points a pack) for `count` points, `jobs` and `most` as the user gave them (None:
+    sized here). `most` 1: no packs, one job unless asked for more. On a GPU one job and packs of
+    up to MOST_ON_GPU; on a CPU one job a core (at most MOST_CPU_JOBS) with one thread each, packs
+    of up to MOST_ON_CPU: a pack's batched matmuls keep one core busy, and one-thread processes
+    beat one many-thread process where cores are shared (bench/README.md, "Packed sweeps").
+    Either way the points spread evenly over the jobs. `device`: the runs' train.device."""
+    if most == 1:
+        return jobs or 1, 1
     on_gpu = device == "cuda" or (device == "auto" and cuda_available())
-    return max(1, min(MOST_ON_GPU if on_gpu else MOST_ON_CPU, math.ceil(packable / max(jobs, 1))))
+    if jobs is None:
+        from nctui.sweep.executors import cpu_count   # executors imports this module
+
+        jobs = 1 if on_gpu else max(1, min(cpu_count(), MOST_CPU_JOBS, count))
+    if most is None:
+        most = max(1, min(MOST_ON_GPU if on_gpu else MOST_ON_CPU, math.ceil(count / jobs)))
+    return jobs, most
 
 
 def pack_arguments(sweep_dir: Path, task, device: str | None, threads: int | None) -> list[str]:
@@ -104,19 +117,13 @@ def pack_arguments(sweep_dir: Path, task, device: str | None, threads: int | Non
     return arguments
 
 
-def pack_tasks(sweep_dir: Path, manifest: dict, tasks: list, most: int | None, jobs: int,
-               device: str | None) -> list:
-    """The tasks of a local or print executor with compatible points packed: at most `most` to a
-    pack (None: `most_members` for the device; 1: none). A resumed point's step is its newest
-    snapshot's. Configs are built as `nctui run` builds them: base.yaml with the point's overrides."""
-    if len(tasks) < 2 or most == 1:
+def pack_tasks(sweep_dir: Path, manifest: dict, tasks: list, most: int) -> list:
+    """The tasks of a local or print executor with compatible points in packs of at most `most`.
+    A resumed point's step is its newest snapshot's. Configs are built as `nctui run` builds
+    them: base.yaml with the point's overrides."""
+    if len(tasks) < 2 or most <= 1:
         return tasks
-    base = load_config(sweep_dir / manifest["base_file"])
-    if most is None:
-        most = most_members(device or base.train.device, len(tasks), jobs)
-    if most <= 1:
-        return tasks
-    raw = base.to_dict()
+    raw = load_config(sweep_dir / manifest["base_file"]).to_dict()
     configs = [build_config(raw, str(sweep_dir), task.point["overrides"]).to_dict() for task in tasks]
     steps = [(list_snapshots(sweep_dir / task.point["run_dir"]) or [(None, None)])[-1][0]
              if task.action == RESUME else None for task in tasks]
