@@ -113,3 +113,27 @@ for name in ("plain_graph", "nccl1", "nccl2"):
     report[name] = {"same_records": same_shape, "max_rel": max(worst.values(), default=0.0), "worst": top}
 print(json.dumps(report, indent=1, default=str))
 PY
+
+# --- 5. Issue 16, packed sweeps: 8 mnist_fc runs packed against one run (goal: at most 1.5x) ------
+# tests/test_packed.py -k gpu: a pack of 4 (lr, weight decay, momentum/target scale, seed) on cuda,
+# captured and eager, against each member alone (loss at steps 10 and 100, NC1 at step 100).
+# Then bench/sweep_pack.py with mnist_fc on MNIST-shaped synthetic data, 20 epochs, 8 weight
+# decays: `nctui run` once against `nctui sweep --pack 8` (each timed from launch to exit), with the
+# preset's monitoring (every member is evaluated on its own: 8 evaluations for one) and without it
+# (the training alone). Read ratio_packed_to_one in pack_fc.json and pack_fc_train.json. About
+# 3 minutes. Alone: bash -c "$(sed -n '/^# --- 5. Issue 16/,$p' bench/gpu_check.sh)"
+OUT=${OUT:-/tmp/gpu_check}
+check() {   # as above, for this section run alone
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$limit" "$@" > "$OUT/$name.json"
+    echo "== $name: exit $?"
+    cat "$OUT/$name.json"
+}
+echo "== packed tests"
+timeout 240 python3 -m pytest -q -rs -p no:cacheprovider tests/test_packed.py -k gpu
+PACK=(--preset mnist_fc --device cuda --runs 8 --rounds 1 --variants one,packed --set data.name=synthetic
+      --set data.synthetic.train_per_class=6000 --set data.synthetic.test_per_class=1000 --set train.epochs=20)
+check pack_fc 300 python3 bench/sweep_pack.py "${PACK[@]}"
+check pack_fc_train 240 python3 bench/sweep_pack.py "${PACK[@]}" --set monitor.enabled=false

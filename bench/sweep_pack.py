@@ -2,16 +2,17 @@
 
 Every variant is what a user types, timed from launch to exit (process start-up included):
 
-  one         `nctui run PRESET --headless` (torch's default threads, as headless uses)
-  sequential  `nctui sweep SPEC --jobs 1 --no-pack`: the N runs one after another, each with all cores
-  jobs2       `nctui sweep SPEC --jobs 2 --no-pack`: two runs at a time, the cores split between them
-  packed      `nctui sweep SPEC --pack N`: the N runs as one packed model, one process with all cores
-  packed_jobs2  (only when asked for) `nctui sweep SPEC --jobs 2`: two packs of N/2 at a time
+  one           `nctui run PRESET --headless` (torch's default threads, as headless uses)
+  sequential    `nctui sweep SPEC --jobs 1 --no-pack`: the N runs one after another, each with all cores
+  jobs2         `nctui sweep SPEC --jobs 2 --no-pack`: two runs at a time, the cores split between them
+  packed        `nctui sweep SPEC`: packs sized from the device (on a CPU one one-thread job a core,
+                the N runs spread over them: 2 packs of N/2 on 2 cores)
+  packed_1job   `nctui sweep SPEC --jobs 1 --pack N`: one pack of N in one process with all cores
 
 The N runs differ in weight decay only (the preset's, halved N - 1 times), so that they pack on
 any data set and cost the same. `--in-process` times the same work without process start-up:
-runner.start_run once, start_run N times (threads: all cores), two spawned workers that wait at a
-barrier and then run N/2 each (one thread each), runner.start_pack (all cores).
+runner.start_run and runner.start_pack in this process, or in spawned workers (one per job)
+that import everything and wait at a barrier before the clock starts.
 
 Variants run in rounds, the order rotating each round; one JSON object on stdout: every
 round's seconds, medians, `ratio_packed_to_one`, `ratio_packed_to_sequential` and the others
@@ -19,7 +20,7 @@ round's seconds, medians, `ratio_packed_to_one`, `ratio_packed_to_sequential` an
 Progress on stderr.
 
     python bench/sweep_pack.py --preset quickstart --runs 8
-    python bench/sweep_pack.py --preset quickstart --runs 8 --rounds 1 --set train.epochs=50
+    python bench/sweep_pack.py --preset quickstart --runs 8 --rounds 1 --set train.epochs=50 --in-process
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ from pathlib import Path
 import yaml
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
-VARIANTS = ("one", "sequential", "jobs2", "packed")
-EXTRA = ("packed_jobs2",)   # on request (--variants): two packs of N/2 at a time, the cores split between them
+VARIANTS = ("one", "sequential", "jobs2", "packed", "packed_1job")
 
 
 def spec_text(preset: Path, runs: int, overrides: list[str], device: str) -> str:
@@ -58,9 +58,8 @@ def command(variant: str, preset: Path, spec: Path, out: Path, runs: int, overri
         settings = [arg for item in overrides for arg in ("--set", item)]
         return [*nctui, "run", str(preset), "--headless", "--run-dir", str(out / "one"), "--device", device,
                 *settings]
-    options = {"sequential": ["--jobs", "1", "--no-pack"], "jobs2": ["--jobs", "2", "--no-pack"],
-               "packed": ["--pack", str(runs)],
-               "packed_jobs2": ["--jobs", "2", "--pack", str((runs + 1) // 2)]}[variant]
+    options = {"sequential": ["--jobs", "1", "--no-pack"], "jobs2": ["--jobs", "2", "--no-pack"], "packed": [],
+               "packed_1job": ["--jobs", "1", "--pack", str(runs)]}[variant]
     return [*nctui, "sweep", str(spec), "--out", str(out / variant), *options]
 
 
@@ -85,51 +84,61 @@ def _configs(spec: Path) -> list[dict]:
 
 
 def ratios(seconds: dict[str, float]) -> dict[str, float]:
-    return {"ratio_packed_to_one": seconds["packed"] / seconds["one"],
-            "ratio_packed_to_sequential": seconds["packed"] / seconds["sequential"],
-            "ratio_packed_to_jobs2": seconds["packed"] / seconds["jobs2"],
-            "ratio_sequential_to_one": seconds["sequential"] / seconds["one"],
-            "ratio_jobs2_to_one": seconds["jobs2"] / seconds["one"]}
+    """Every variant against one run, and the packed ones against the unpacked ones."""
+    found = {f"ratio_{v}_to_one": seconds[v] / seconds["one"] for v in VARIANTS[1:] if v in seconds}
+    for packed in ("packed", "packed_1job"):
+        for other in ("sequential", "jobs2"):
+            if packed in seconds and other in seconds:
+                found[f"ratio_{packed}_to_{other}"] = seconds[packed] / seconds[other]
+    return found
 
 
-def in_process_seconds(variant: str, configs: list[dict], out: Path, runs: int) -> float:
-    """Wall seconds of a variant run in this process (jobs2: in two spawned workers, from the
-    moment both are ready); threads as the sweep would set them."""
+def in_process_seconds(variant: str, configs: list[dict], out: Path) -> float:
+    """Wall seconds of a variant without process start-up, jobs and threads as the sweep sets them."""
+    cores = os.cpu_count() or 1
+    if variant == "one":
+        jobs, most = 1, 1
+        configs = configs[:1]
+    else:
+        jobs, most = {"sequential": (1, 1), "jobs2": (2, 1), "packed": (min(cores, 8, len(configs)), None),
+                      "packed_1job": (1, len(configs))}[variant]
+    if most is None:
+        most = min(8, -(-len(configs) // jobs))
+    threads = 0 if variant == "one" else max(1, cores // jobs)
+    per_job = -(-len(configs) // jobs)
+    work = [configs[i:i + per_job] for i in range(0, len(configs), per_job)]
+    if len(work) == 1:
+        started = time.perf_counter()
+        _train(work[0], out / variant, threads, most)
+        return time.perf_counter() - started
     import multiprocessing
 
-    cores = os.cpu_count() or 1
-    if variant == "jobs2":
-        context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(3)
-        halves = [configs[: (runs + 1) // 2], configs[(runs + 1) // 2:]]
-        workers = [context.Process(target=_worker, args=(half, out / f"jobs2-{i}", max(1, cores // 2), barrier))
-                   for i, half in enumerate(halves)]
-        for worker in workers:
-            worker.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for worker in workers:
-            worker.join()
-        if any(worker.exitcode for worker in workers):
-            raise SystemExit("a jobs2 worker failed")
-        return time.perf_counter() - started
-    threads = {"one": 0, "sequential": cores, "packed": cores}[variant]
-    chosen = configs[:1] if variant == "one" else configs
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(work) + 1)
+    workers = [context.Process(target=_worker, args=(part, out / f"{variant}-{i}", threads, most, barrier))
+               for i, part in enumerate(work)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
     started = time.perf_counter()
-    _train(chosen, out / variant, threads, packed=variant == "packed")
+    for worker in workers:
+        worker.join()
+    if any(worker.exitcode for worker in workers):
+        raise SystemExit(f"a {variant} worker failed")
     return time.perf_counter() - started
 
 
-def _worker(configs: list[dict], out: Path, threads: int, barrier) -> None:
+def _worker(configs: list[dict], out: Path, threads: int, most: int, barrier) -> None:
     import nctui.runner
 
     assert nctui.runner.start_run   # imported (torch with it) before the clock starts
     barrier.wait()
-    _train(configs, out, threads, packed=False)
+    _train(configs, out, threads, most)
 
 
-def _train(configs: list[dict], out: Path, threads: int, packed: bool) -> None:
-    """Train the configs (train.threads set to `threads`) one by one or as one pack, stdout discarded."""
+def _train(configs: list[dict], out: Path, threads: int, most: int) -> None:
+    """Train the configs (train.threads set to `threads`) in packs of `most`, one after another
+    (most 1: run by run), stdout discarded."""
     import contextlib
 
     from nctui.config import build_config
@@ -138,7 +147,10 @@ def _train(configs: list[dict], out: Path, threads: int, packed: bool) -> None:
     built = [build_config(c, "bench", [f"train.threads={threads}"]) for c in configs]
     dirs = [out / f"run{i}" for i in range(len(built))]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        codes = [start_pack(built, dirs)] if packed else [start_run(c, run_dir=d) for c, d in zip(built, dirs)]
+        if most == 1:
+            codes = [start_run(c, run_dir=d) for c, d in zip(built, dirs)]
+        else:
+            codes = [start_pack(built[i:i + most], dirs[i:i + most]) for i in range(0, len(built), most)]
     if any(codes):
         raise SystemExit(f"training failed with exit codes {codes}")
 
@@ -151,7 +163,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run (repeatable)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {','.join(VARIANTS + EXTRA)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {','.join(VARIANTS)}")
     parser.add_argument("--in-process", action="store_true", help="no process start-up in the times (see above)")
     args = parser.parse_args()
     preset = Path(args.preset) if Path(args.preset).exists() else PRESETS / f"{args.preset}.yaml"
@@ -161,11 +173,17 @@ def main() -> None:
         spec = Path(scratch) / "bench.yaml"
         spec.write_text(spec_text(preset.resolve(), args.runs, args.overrides, args.device))
         configs = _configs(spec) if args.in_process else []
+        if args.in_process:   # what a run imports lazily, before any clock starts
+            import nctui.headless
+            import nctui.train.packed
+            import nctui.train.trainer
+
+            assert nctui.headless.ProgressLine and nctui.train.packed.PackedTrainer and nctui.train.trainer.Trainer
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for variant in order:
                 out = Path(scratch) / f"round{r}"
-                seconds = (in_process_seconds(variant, configs, out, args.runs) if args.in_process else
+                seconds = (in_process_seconds(variant, configs, out) if args.in_process else
                            timed(command(variant, preset.resolve(), spec, out, args.runs, args.overrides, args.device)))
                 per_round[variant].append(seconds)
                 print(f"round {r + 1}/{args.rounds} {variant}: {seconds:.1f} s (load {os.getloadavg()[0]:.1f})",
@@ -174,9 +192,9 @@ def main() -> None:
     result = {"preset": preset.stem, "runs": args.runs, "rounds": args.rounds, "device": args.device,
               "in_process": args.in_process,
               "overrides": args.overrides, "cpu_count": os.cpu_count(), "seconds": per_round, "median": medians}
-    if set(VARIANTS) <= set(variants):
+    if "one" in variants:
         result.update(ratios(medians))
-        each = [ratios({v: per_round[v][r] for v in VARIANTS}) for r in range(args.rounds)]
+        each = [ratios({v: per_round[v][r] for v in variants}) for r in range(args.rounds)]
         result["median_of_round_ratios"] = {key: statistics.median(e[key] for e in each) for key in each[0]}
     print(json.dumps(result))
 
