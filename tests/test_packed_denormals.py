@@ -28,7 +28,9 @@ def flushing() -> bool:
 
 @pytest.fixture
 def restore_flushing() -> Iterator[None]:
+    """Start with flushing off (a Trainer built earlier in this process turned it on) and put it back."""
     before = flushing()
+    torch.set_flush_denormal(False)
     yield
     torch.set_flush_denormal(before)
 
