@@ -109,29 +109,7 @@ def resume_run(run_dir: str | Path, overrides: list[str], headless: bool = True)
     node sees); rank 0 reads the snapshot and gives it to the others, and alone writes.
     """
     run_dir = Path(run_dir)
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if key not in RESUMABLE_KEYS:
-            raise RunError(f"--set {key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)}); "
-                           "start a new run to change the model, the data or the optimizer")
-    try:
-        info = read_run_json(run_dir)
-    except RunDirError as err:
-        raise RunError(str(err)) from None
-    where = str(run_dir / "run.json")
-    if info.get("rng_scheme") != RNG_SCHEME:
-        raise RunError(f"{where}: written by an older nctui that drew its batches under another random-number "
-                       "scheme; it cannot be resumed exactly (start it again, or open it to look at it)")
-    earlier = info.get("resumes", [])
-    if not isinstance(earlier, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("set"), list)
-            and all(isinstance(i, str) and i.partition("=")[0].strip() in RESUMABLE_KEYS for i in r["set"])
-            for r in earlier):
-        raise RunError(f"{where}: malformed \"resumes\" list")
-    try:
-        cfg = build_config(info["config"], where, [i for r in earlier for i in r["set"]] + overrides)
-    except ConfigError as err:
-        raise RunError(str(err)) from None
+    info, cfg = read_resumable(run_dir, overrides)
     world = _join_world(cfg)
     try:
         return _resume(run_dir, info, cfg, overrides, world, headless)

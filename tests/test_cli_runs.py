@@ -154,3 +154,12 @@ def test_a_run_being_written_is_running_and_cannot_be_resumed_twice(finished: Pa
     finally:
         other.close()
     assert invoke("run", "--resume", str(run_dir), "--headless", "--set", "train.epochs=5").exit_code == 0
+
+
+def test_a_run_from_before_the_rng_scheme_refuses_to_resume(tmp_path: Path) -> None:
+    """Its batches were drawn under another scheme: a resume could not replay them, so it says so."""
+    run_dir = fake_run(tmp_path / "old-run", run_records(100))
+    result = invoke("run", "--resume", str(run_dir), "--headless")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("nctui: error: ") and "older nctui" in result.stderr
+    assert "cannot be resumed exactly" in result.stderr and len(result.stderr.splitlines()) == 1
