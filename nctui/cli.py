@@ -16,10 +16,8 @@ import click
 from click.core import ParameterSource
 
 from nctui import __version__
+from nctui.presets import find_presets_dir, preset_path
 from nctui.records import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
-
 
 def say(message: str) -> None:
     """Human messages: always stderr, so stdout stays pure JSON lines."""
@@ -32,21 +30,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> click.exceptions.Exit:
     return click.exceptions.Exit(code)
 
 
-def find_presets_dir() -> Path:
-    """presets/ of the source checkout, or of the current directory."""
-    for candidate in (PRESETS_DIR, Path.cwd() / "presets"):
-        if candidate.is_dir():
-            return candidate
-    return PRESETS_DIR
-
-
 def resolve_config_path(config: str) -> Path:
     """A path, or a preset name such as `quickstart`."""
     path = Path(config)
     if not path.exists() and not path.suffix:
-        preset = find_presets_dir() / f"{config}.yaml"
-        if preset.exists():
-            return preset
+        return preset_path(config) or path
     return path
 
 

@@ -18,7 +18,7 @@ ALLOWED = {
                "nctui.config"}, {"torch"}),
     "store": ({"nctui.store", "nctui.records"}, {"safetensors", "torch"}),
     "analysis": ({"nctui.analysis", "nctui.records", "nctui.store"}, set()),
-    "sweep": ({"nctui.sweep", "nctui.config", "nctui.store", "nctui.analysis", "nctui.records"},
+    "sweep": ({"nctui.sweep", "nctui.config", "nctui.store", "nctui.analysis", "nctui.records", "nctui.presets"},
               {"yaml", "rich", "click"}),
     "tui": ({"nctui.tui", "nctui.records", "nctui.control", "nctui.analysis"}, {"textual", "rich"}),
 }
@@ -52,8 +52,9 @@ def test_packages_import_only_what_their_layer_allows():
     assert problems == []
 
 
-def test_store_rundir_and_records_are_stdlib_only():
-    for path in (PACKAGE / "store" / "rundir.py", PACKAGE / "records.py", PACKAGE / "control.py"):
+def test_store_rundir_records_and_presets_are_stdlib_only():
+    for path in (PACKAGE / "store" / "rundir.py", PACKAGE / "records.py", PACKAGE / "control.py",
+                 PACKAGE / "presets.py"):
         roots = {n.split(".")[0] for n in _imports(path)}
         assert roots - STDLIB <= {"nctui"}, path
 

@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from nctui.config import ConfigError, _StrictLoader, build_config, load_config
+from nctui.presets import preset_path
 from nctui.records import PLAIN_NAME
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"   # of the source checkout
 MAX_POINTS = 10_000          # refused above this, before anything is expanded
 MAX_SPEC_BYTES = 1024 * 1024
 SPEC_KEYS = ("name", "base", "set", "grid", "zip", "seeds")
@@ -185,10 +185,7 @@ def _base_path(base: str, spec_path: Path) -> Path:
     path = spec_path.parent / base
     if path.exists() or Path(base).suffix:
         return path
-    for presets in (PRESETS_DIR, Path.cwd() / "presets"):
-        if (presets / f"{base}.yaml").is_file():
-            return presets / f"{base}.yaml"
-    return path
+    return preset_path(base) or path
 
 
 # --- expanding and validating -----------------------------------------------------------------
