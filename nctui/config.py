@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -226,11 +227,17 @@ def _kind(value: Any) -> str:
             int: "an integer", float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """A config class's resolved type hints and fields, once per class: resolving the string
+    annotations is most of the cost of building a config (a sweep builds one per point)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {_kind(raw)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _fields(cls)
     for key in raw:
         if key not in fields:
             known = ", ".join(sorted(fields))
