@@ -6,7 +6,8 @@ of times slower, and a run that flushes nothing slows down the longer it trains.
 flushes denormals to zero on the CPU (torch.set_flush_denormal). This trains the preset in
 process (its monitoring included) to --steps and reports the training rate (the step records'
 samples_per_s / batch, which leaves evaluations out) over a window around each of --at, the
-late/early ratio, and how many weights have decayed to zero or below 1e-30 at the end.
+late/early ratio, the slowest window of the run, and how many weights have decayed to zero or
+below 1e-30 at the end.
 `--no-flush` turns flushing off after the trainer is built, to see the slowdown it prevents.
 One JSON object on stdout, progress on stderr.
 
@@ -70,12 +71,19 @@ def main() -> None:
         near = [rate for step, rate in sink.rates if abs(step - target) <= args.window // 2]
         windows[str(target)] = statistics.median(near) if near else None
     early, late = (windows[k] for k in list(windows)[:1] + list(windows)[-1:])
+    # The slowest window of the whole run: denormals may slow a stretch of it and pass.
+    by_window: dict[int, list[float]] = {}
+    for step, rate in sink.rates:
+        by_window.setdefault(step // args.window, []).append(rate)
+    slowest = min(by_window.items(), key=lambda item: statistics.median(item[1]), default=None)
     with torch.no_grad():
         weights = torch.cat([p.detach().flatten().abs().cpu() for p in trainer.model.parameters()])
     print(json.dumps({
         "preset": cfg.name, "device": args.device, "threads": torch.get_num_threads(), "flush": not args.no_flush,
         "steps": end.step, "status": end.status, "seconds": seconds, "steps_per_s_near": windows,
         "ratio_late_to_early": late / early if early and late else None,
+        "slowest_window": {"steps": [slowest[0] * args.window, (slowest[0] + 1) * args.window],
+                           "steps_per_s": statistics.median(slowest[1])} if slowest else None,
         "weights": int(weights.numel()), "weights_zero": int((weights == 0).sum()),
         "weights_below_1e-30": int((weights < 1e-30).sum()),
     }))

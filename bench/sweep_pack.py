@@ -16,7 +16,9 @@ that import everything and wait at a barrier before the clock starts.
 
 Variants run in rounds, the order rotating each round; one JSON object on stdout: every
 round's seconds, medians, `ratio_packed_to_one`, `ratio_packed_to_sequential` and the others
-(ratios of medians), and the median of each round's own ratios (steadier on a shared machine).
+(ratios of medians), and the median of each round's own ratios (steadier on a shared machine);
+also each variant's CPU seconds (this process and its children) and their ratios, `cpu_ratios`:
+the work done, which other load on the machine disturbs far less than the wall time.
 Progress on stderr.
 
     python bench/sweep_pack.py --preset quickstart --runs 8
@@ -61,6 +63,15 @@ def command(variant: str, preset: Path, spec: Path, out: Path, runs: int, overri
     options = {"sequential": ["--jobs", "1", "--no-pack"], "jobs2": ["--jobs", "2", "--no-pack"], "packed": [],
                "packed_1job": ["--jobs", "1", "--pack", str(runs)]}[variant]
     return [*nctui, "sweep", str(spec), "--out", str(out / variant), *options]
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and its finished children so far: the work a
+    variant did, which other load on a shared machine changes much less than its wall time."""
+    import resource
+
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
 def timed(arguments: list[str]) -> float:
@@ -169,6 +180,7 @@ def main() -> None:
     preset = Path(args.preset) if Path(args.preset).exists() else PRESETS / f"{args.preset}.yaml"
     variants = [v for v in args.variants.split(",") if v]
     per_round: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_per_round: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "bench.yaml"
         spec.write_text(spec_text(preset.resolve(), args.runs, args.overrides, args.device))
@@ -183,17 +195,21 @@ def main() -> None:
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for variant in order:
                 out = Path(scratch) / f"round{r}"
+                cpu_before = cpu_seconds()
                 seconds = (in_process_seconds(variant, configs, out) if args.in_process else
                            timed(command(variant, preset.resolve(), spec, out, args.runs, args.overrides, args.device)))
                 per_round[variant].append(seconds)
-                print(f"round {r + 1}/{args.rounds} {variant}: {seconds:.1f} s (load {os.getloadavg()[0]:.1f})",
-                      file=sys.stderr, flush=True)
+                cpu_per_round[variant].append(cpu_seconds() - cpu_before)
+                print(f"round {r + 1}/{args.rounds} {variant}: {seconds:.1f} s, {cpu_per_round[variant][-1]:.1f} "
+                      f"CPU s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     medians = {v: statistics.median(s) for v, s in per_round.items()}
     result = {"preset": preset.stem, "runs": args.runs, "rounds": args.rounds, "device": args.device,
               "in_process": args.in_process,
-              "overrides": args.overrides, "cpu_count": os.cpu_count(), "seconds": per_round, "median": medians}
+              "overrides": args.overrides, "cpu_count": os.cpu_count(), "seconds": per_round, "median": medians,
+              "cpu_seconds": cpu_per_round}
     if "one" in variants:
         result.update(ratios(medians))
+        result["cpu_ratios"] = ratios({v: statistics.median(s) for v, s in cpu_per_round.items()})
         each = [ratios({v: per_round[v][r] for v in variants}) for r in range(args.rounds)]
         result["median_of_round_ratios"] = {key: statistics.median(e[key] for e in each) for key in each[0]}
     print(json.dumps(result))
