@@ -133,12 +133,28 @@ def test_a_preset_sweep_expands_and_its_base_round_trips(tmp_path: Path) -> None
 def test_dry_run_lists_the_points_and_writes_nothing(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "base: quickstart\ngrid:\n  train.weight_decay: [0, 1.0e-3]\nseeds: [4]\n")
     out = tmp_path / "out"
-    result = invoke_sweep(str(spec), "--out", str(out), "--dry-run")
+    result = invoke_sweep(str(spec), "--out", str(out), "--dry-run", "--no-pack")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == ["wd=0  --set train.weight_decay=0 --set seed=4",
                                           "wd=1e-3  --set train.weight_decay=0.001 --set seed=4"]
     assert "2 points, varying train.weight_decay; dry run: nothing written" in result.stderr
     assert not out.exists()
+
+
+def test_dry_run_shows_the_packs_the_sweep_will_train(tmp_path: Path) -> None:
+    """On synthetic data the seed draws the samples: points pack across weight decay, not seeds;
+    --pack caps a pack (the even split of sweep/packing.py: 3 points by 2 -> 2 + 1)."""
+    spec = write_spec(tmp_path, "base: quickstart\ngrid:\n  train.weight_decay: [0, 1.0e-3, 1.0e-2]\n"
+                                "seeds: [0, 1]\n")
+    result = invoke_sweep(str(spec), "--dry-run", "--jobs", "1")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split("  ")[:2] for line in result.stdout.splitlines()] == [
+        ["wd=0_s0", "[pack 1]"], ["wd=0_s1", "[pack 2]"], ["wd=1e-3_s0", "[pack 1]"], ["wd=1e-3_s1", "[pack 2]"],
+        ["wd=0.01_s0", "[pack 1]"], ["wd=0.01_s1", "[pack 2]"]]
+    capped = invoke_sweep(str(spec), "--dry-run", "--jobs", "1", "--pack", "2")
+    assert [line.split("  ")[1] for line in capped.stdout.splitlines()] == [
+        "[pack 1]", "[pack 2]", "[pack 1]", "[pack 2]", "--set train.weight_decay=0.01 --set seed=0",
+        "--set train.weight_decay=0.01 --set seed=1"]
 
 
 # --- bad specs ------------------------------------------------------------------------------------

@@ -105,8 +105,11 @@ def _new(spec_path: Path, out: str, jobs: int | None, executor: str, dry_run: bo
         raise _fail(str(err)) from None
     varying = ", ".join(the_plan.varying) or "nothing"
     if dry_run:
+        _, most = _sized(jobs, packing, device or the_plan.base_config["train"]["device"], len(the_plan.points))
+        packs = _planned_packs(the_plan, most)
         for point in the_plan.points:
-            click.echo(f"{point.name}  " + " ".join(f"--set {item}" for item in point.overrides))
+            pack = f"[pack {packs[point.index]}]  " if point.index in packs else ""
+            click.echo(f"{point.name}  {pack}" + " ".join(f"--set {item}" for item in point.overrides))
         _say(f"nctui: sweep {the_plan.spec.name}: {len(the_plan.points)} points, varying {varying}; "
              "dry run: nothing written")
         return EXIT_OK
@@ -126,6 +129,22 @@ def _sized(jobs: int | None, packing: int | None, device: str, count: int) -> tu
     from nctui.sweep.packing import size
 
     return size(device, jobs, packing, count)
+
+
+def _planned_packs(the_plan, most: int) -> dict[int, int]:
+    """Point index -> the number of the pack it would train in (1, 2, ...), as the sweep will
+    group them (sweep/packing.py); points that would train alone are left out."""
+    from nctui.config import build_config
+    from nctui.sweep.executors import Task
+    from nctui.sweep.packing import group
+    from nctui.sweep.state import START
+
+    if most <= 1 or len(the_plan.points) < 2:
+        return {}
+    tasks = [Task(index=p.index, point={"name": p.name}, action=START) for p in the_plan.points]
+    configs = [build_config(the_plan.base_config, the_plan.spec.name, p.overrides).to_dict() for p in the_plan.points]
+    packs = [task for task in group(tasks, configs, most) if task.members]
+    return {member.index: number for number, task in enumerate(packs, 1) for member in task.members}
 
 
 def _all_tasks(manifest: dict) -> list:
