@@ -127,6 +127,8 @@ def _resume(run_dir: Path, info: dict, cfg: Config, overrides: list[str], world:
     if not world.is_main:   # rank 0 read the snapshot and restored from it: the others take the same
         trainer.restore(checkpoint)
     if trainer.progress.step >= trainer.total_steps:
+        if _end_missing(run_dir):   # every rank reads it; rank 0 alone writes
+            return _write_missing_end(run_dir, cfg, trainer.progress.step) if world.is_main else EXIT_OK
         raise RunError(f"{path}: the run has already trained all {trainer.total_steps} steps of "
                        f"{cfg.train.epochs} epochs; extend it with --set train.epochs=N")
     info["resumes"] = [*info.get("resumes", []), {"step": trainer.progress.step, "snapshot": path.name,
@@ -136,6 +138,37 @@ def _resume(run_dir: Path, info: dict, cfg: Config, overrides: list[str], world:
     if world.is_main:
         say(f"nctui: resuming {run_dir} from {path.name} (step {trainer.progress.step} of {trainer.total_steps})")
     return _train(trainer, writer, run_dir, headless)
+
+
+def _end_missing(run_dir: Path) -> bool:
+    """Whether the run's records stop without an end record (it was killed)."""
+    from nctui.store.reader import RunReader
+
+    try:
+        return RunReader(run_dir).read().end is None
+    except RunDirError:
+        return False
+
+
+def _write_missing_end(run_dir: Path, cfg: Config, step: int) -> int:
+    """A run killed after its final snapshot but before its end record has every step and its
+    last evaluation recorded: end it as completed, saying so, rather than refuse to resume it."""
+    from nctui.store.reader import RunReader
+
+    writer = _open_writer(run_dir, cfg)   # refused while another process writes the run
+    try:
+        end_torn_line(run_dir / "metrics.jsonl")
+        records = RunReader(run_dir).read().records
+        elapsed = next((r.elapsed for r in reversed(records) if isinstance(getattr(r, "elapsed", None), float)), 0.0)
+        writer.record(EndRecord(step=step, status="completed", elapsed=elapsed,
+                                reason=f"trained {cfg.train.epochs} epochs (end record written on resume: the run "
+                                       "was killed after its final snapshot)"))
+    except (RunDirError, OSError) as err:
+        raise RunError(str(err), EXIT_FAILED) from None
+    finally:
+        writer.close()
+    say(f"nctui: {run_dir} had trained all its steps and was killed before its end record; wrote it (completed)")
+    return EXIT_OK
 
 
 def _restore_newest(trainer, run_dir: Path) -> tuple:

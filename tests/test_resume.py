@@ -112,6 +112,27 @@ def test_a_finished_run_is_extended_only_when_asked(uninterrupted: Path, tmp_pat
     assert "already trained all 110 steps of 11 epochs" in again.stderr
 
 
+def test_a_run_killed_after_its_final_snapshot_gets_its_end_record_on_resume(uninterrupted: Path,
+                                                                             tmp_path: Path) -> None:
+    """Killed between the final snapshot and the end record (its last line torn): every step and the
+    final evaluation are recorded, so --resume writes the end record instead of refusing."""
+    run_dir = resumable_copy(uninterrupted, tmp_path)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-1])["type"] == "end"
+    metrics.write_bytes(b"".join(lines[:-1]) + lines[-1][:20])   # the end record torn mid-write
+    before = [r for r in read_records(run_dir)]
+    resumed = invoke("run", "--resume", str(run_dir), "--headless")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "killed before its end record; wrote it (completed)" in resumed.stderr
+    after = read_records(run_dir)
+    assert after[:-1] == before and after[-1].type == "end" and after[-1].status == "completed"
+    assert after[-1].step == 100 and "killed after its final snapshot" in after[-1].reason
+    assert after[-1].elapsed == before[-1].elapsed
+    again = invoke("run", "--resume", str(run_dir), "--headless")   # now it has ended: nothing more to do
+    assert again.exit_code == 2 and "already trained all 100 steps" in again.stderr
+
+
 def test_open_following_a_killed_then_resumed_run_shows_the_uninterrupted_evaluations(
         uninterrupted: Path, tmp_path: Path) -> None:
     """`nctui open` follows a headless run that is SIGKILLed past its newest snapshot and then
