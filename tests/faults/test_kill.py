@@ -29,7 +29,7 @@ MOMENTS = {
     "replaced snap-000000014.safetensors": 14,   # renamed, its snapshot record not yet written
     "record eval 20": 14,
     "fsync .snap-000000030.safetensors.tmp-": 28,   # the final snapshot half done
-    "replaced snap-000000030.safetensors": 30,   # the final snapshot done, no end record
+    "replaced snap-000000030.safetensors": 30,   # the final snapshot done, no end record: resume writes it
 }
 
 
@@ -78,9 +78,13 @@ def test_a_killed_run_opens_holds_no_torn_snapshot_and_resumes(moment: str, kill
         assert result.stderr.splitlines()[-1] == (f"nctui: error: {run_dir}: no readable snapshot "
                                                   "(snap-<step>.safetensors) to resume from")
         return
-    if newest == 30:
-        assert result.exit_code == 2
-        assert "already trained all 30 steps of 3 epochs; extend it with --set train.epochs=N" in result.stderr
+    if newest == 30:   # every step and the final evaluation recorded: resume writes the end record the kill cut off
+        assert result.exit_code == 0, result.stderr
+        assert "killed before its end record; wrote it (completed)" in result.stderr
+        resumed, reference = read_records(run_dir), read_records(finished)
+        assert (resumed[-1].type, resumed[-1].status, resumed[-1].step) == ("end", "completed", 30)
+        assert (comparable([r for r in resumed[:-1] if r.type != "snapshot"])
+                == comparable([r for r in reference[:-1] if r.type != "snapshot"]))
         return
     assert result.exit_code == 0, result.stderr
     assert f"resuming {run_dir} from {snapshot_name(newest)} (step {newest} of 30)" in result.stderr
