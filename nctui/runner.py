@@ -15,13 +15,14 @@ and has the front end, always headless; the other ranks train with a `NullSink`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from nctui import __version__
 from nctui.config import Config, ConfigError, build_config
@@ -317,22 +318,35 @@ def _train_headless(trainer, writer: RunWriter | None) -> tuple[EndRecord, int]:
     Without a writer (a rank other than 0) nothing is written or printed."""
     from nctui.headless import ProgressLine, print_json_line
 
-    stop_code = EXIT_OK
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_code
-        stop_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-        trainer.control.request_stop(f"interrupted by {signal.Signals(signum).name}")
-
     sink = NullSink() if writer is None else Tee(
         writer, print_json_line, ProgressLine(sys.stderr, every_seconds=trainer.cfg.monitor.progress_seconds))
+    with _signals_stop(trainer.control) as stop:
+        end = trainer.run(sink)
+    return end, stop.code
+
+
+class _SignalStop:
+    """The exit code a SIGINT or SIGTERM asked for (EXIT_OK while none came)."""
+
+    code: int = EXIT_OK
+
+
+@contextlib.contextmanager
+def _signals_stop(control) -> Iterator[_SignalStop]:
+    """While inside, SIGINT and SIGTERM ask `control` to stop: the run ends cleanly at its next
+    step (final snapshot, end record `stopped`); the handlers before are put back after."""
+    stop = _SignalStop()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        control.request_stop(f"interrupted by {signal.Signals(signum).name}")
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        end = trainer.run(sink)
+        yield stop
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return end, stop_code
 
 
 def _train_in_app(trainer, writer: RunWriter) -> tuple[EndRecord, int]:
@@ -524,21 +538,12 @@ def _train_pack(trainers: list, writers: list[RunWriter], run_dirs: list[Path]) 
         for writer in writers:
             writer.close()
         raise RunError(str(err)) from None
-    stop_code = EXIT_OK
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_code
-        stop_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-        pack.control.request_stop(f"interrupted by {signal.Signals(signum).name}")
-
     progress = ProgressLine(sys.stderr, every_seconds=trainers[0].cfg.monitor.progress_seconds)
     sinks = [Tee(writer, progress) if k == 0 else Tee(writer) for k, writer in enumerate(writers)]
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ends = pack.run(sinks)
+        with _signals_stop(pack.control) as stop:
+            ends = pack.run(sinks)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         for writer in writers:
             writer.close()
     for path, end, error in zip(run_dirs, ends, pack.errors):
@@ -546,7 +551,7 @@ def _train_pack(trainers: list, writers: list[RunWriter], run_dirs: list[Path]) 
             say(f"nctui: error: {error}; {path} stopped at step {end.step} (its snapshots are intact)")
         else:
             say(f"nctui: {end.status}: {end.reason} (step {end.step}); run directory {path}")
-    codes = {EXIT_FAILED if error is not None else exit_code_for(end.status, stop_code)
+    codes = {EXIT_FAILED if error is not None else exit_code_for(end.status, stop.code)
              for end, error in zip(ends, pack.errors)}
     return next((code for code in (EXIT_FAILED, EXIT_TERMINATED, EXIT_INTERRUPTED, EXIT_DIVERGED) if code in codes),
                 EXIT_OK)
