@@ -13,8 +13,12 @@
 # The image has torch but not textual: to include the TUI variant, put its wheels in .wheels/
 # first (here: pip download --no-deps -d .wheels textual mdit-py-plugins platformdirs) and
 # delete .wheels/ afterwards; without them the TUI variant is skipped and says so.
+#
+# SECTIONS picks which run (default all: "1 4 5"; 1 stands for 1-3): SECTIONS=5 bash bench/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/gpu_check}
+SECTIONS=${SECTIONS:-1 4 5}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
@@ -36,6 +40,7 @@ check() {   # check NAME SECONDS COMMAND...: run with a time limit, keep stdout 
     cat "$OUT/$name.json"
 }
 
+if want 1; then
 echo "== tests"
 timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_fast_step.py tests/test_eval_cost.py
 check fc_throughput 150 python3 bench/throughput.py --preset mnist_fc --synthetic-mnist --device cuda --rounds 3 \
@@ -48,14 +53,15 @@ check fc_eval_60k 60 python3 bench/eval_cost.py --preset mnist_fc --synthetic-mn
     --set monitor.probe_per_class=6000
 check quickstart_throughput 90 python3 bench/throughput.py --preset quickstart --device cuda --rounds 3 \
     --variants plain,nctui,monitored
+fi
 
 # --- 4. Issue 15, torchrun: world size 1 with nccl gives the plain run's records ------------------
 # The shrunk quickstart of tests/distributed_fixtures.py on cuda, three ways: plain with eager steps,
 # plain with the CUDA graph (auto), and `torchrun --nproc-per-node=1` (nccl, eager AllReduceStep).
 # Expected: nccl-1 equals plain-eager to float rounding (max relative difference printed per field;
 # the sums are the same, so ~0); and with 2+ GPUs, nccl-2 within ~1e-5 of plain-eager. About a
-# minute. Alone: bash -c "$(sed -n '/^# --- 4. Issue 15/,$p' bench/gpu_check.sh)"
-OUT=${OUT:-/tmp/gpu_check}
+# minute. Alone: SECTIONS=4 bash bench/gpu_check.sh
+if want 4; then
 DIST="$OUT/distributed"
 rm -rf "$DIST" && mkdir -p "$DIST"
 SHRUNK=(--set data.synthetic.train_per_class=20 --set data.synthetic.test_per_class=10 --set model.width=32
@@ -113,6 +119,7 @@ for name in ("plain_graph", "nccl1", "nccl2"):
     report[name] = {"same_records": same_shape, "max_rel": max(worst.values(), default=0.0), "worst": top}
 print(json.dumps(report, indent=1, default=str))
 PY
+fi
 
 # --- 5. Issue 16, packed sweeps: 8 mnist_fc runs packed against one run (goal: at most 1.5x) ------
 # tests/test_packed.py -k gpu: a pack of 4 (lr, weight decay, momentum/target scale, seed) on cuda,
@@ -121,19 +128,12 @@ PY
 # decays: `nctui run` once against `nctui sweep --pack 8` (each timed from launch to exit), with the
 # preset's monitoring (every member is evaluated on its own: 8 evaluations for one) and without it
 # (the training alone). Read ratio_packed_to_one in pack_fc.json and pack_fc_train.json. About
-# 3 minutes. Alone: bash -c "$(sed -n '/^# --- 5. Issue 16/,$p' bench/gpu_check.sh)"
-OUT=${OUT:-/tmp/gpu_check}
-check() {   # as above, for this section run alone
-    local name=$1 limit=$2
-    shift 2
-    echo "== $name: $*"
-    timeout "$limit" "$@" > "$OUT/$name.json"
-    echo "== $name: exit $?"
-    cat "$OUT/$name.json"
-}
+# 3 minutes. Alone: SECTIONS=5 bash bench/gpu_check.sh
+if want 5; then
 echo "== packed tests"
 timeout 240 python3 -m pytest -q -rs -p no:cacheprovider tests/test_packed.py -k gpu
 PACK=(--preset mnist_fc --device cuda --runs 8 --rounds 1 --variants one,packed --set data.name=synthetic
       --set data.synthetic.train_per_class=6000 --set data.synthetic.test_per_class=1000 --set train.epochs=20)
 check pack_fc 300 python3 bench/sweep_pack.py "${PACK[@]}"
 check pack_fc_train 240 python3 bench/sweep_pack.py "${PACK[@]}" --set monitor.enabled=false
+fi
