@@ -26,7 +26,7 @@ from nctui.config import Config
 from nctui.control import Control
 from nctui.models.packed import PackedClassifier, packed_square_loss
 from nctui.records import EndRecord, StepRecord
-from nctui.train.fast_step import WARMUP_STEPS
+from nctui.train.fast_step import WARMUP_STEPS, EagerStep
 from nctui.train.sink import Sink
 from nctui.train.trainer import Diverged, Trainer, batch_order, lr_at
 
@@ -138,16 +138,13 @@ class PackedSGD:
         self.buffers = [b.index_select(0, index) for b in self.buffers]
 
 
-class PackedStep:
+class PackedStep(EagerStep):
     """One SGD step of every member on its batch (row k of `idx`, K x B); the K losses, no sync."""
-
-    kind = "eager"
 
     def __init__(self, model: PackedClassifier, optimizer: PackedSGD, x: torch.Tensor, targets: torch.Tensor,
                  reason: str = "") -> None:
-        self.model, self.optimizer, self.x, self.targets = model, optimizer, x, targets
+        super().__init__(model, optimizer, x, targets, reason)
         self.rows = torch.arange(targets.shape[0], device=x.device).unsqueeze(1)
-        self.reason = reason
 
     def eager(self, idx: torch.Tensor) -> torch.Tensor:
         losses = packed_square_loss(self.model(self.x[idx]), self.targets[self.rows, idx])
@@ -157,9 +154,6 @@ class PackedStep:
         return losses.detach()
 
     __call__ = eager
-
-    def describe(self) -> str:
-        return f"{self.kind} ({self.reason})" if self.reason else self.kind
 
 
 class PackedCudaGraphStep(PackedStep):
